@@ -1,0 +1,3 @@
+from fediverse_net.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""The `fediverse-net` command: serve, worker, migrate, user, status.
+
+Errors are one clear line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from tortoise import Tortoise
+
+from fediverse_net import __version__
+from fediverse_net.config import ConfigError, Settings
+from fediverse_net.db import tortoise_config
+
+
+class CLIError(Exception):
+    """Shown as `error: <message>` with exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fediverse-net",
+        description="A federated community server. Configured by FEDINET_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"fediverse-net {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="migrate, then serve the web app (with workers unless disabled)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--no-workers", action="store_true", help="do not run delivery/inbox workers in-process")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations before serving")
+
+    worker = sub.add_parser("worker", help="run delivery and inbox workers only (for larger installs)")
+    worker.add_argument("--once", action="store_true", help="process what is due now, then exit")
+
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser("status", help="show configuration, database and queue status")
+
+    user = sub.add_parser("user", help="manage member accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_sub.add_parser("create", help="create a member; the password is read from stdin")
+    create.add_argument("name", help="handle: 1-30 of a-z, 0-9, _")
+    create.add_argument("--admin", action="store_true", help="make the member an instance admin")
+    create.add_argument("--display-name", default="", help="display name")
+    user_sub.add_parser("list", help="list member accounts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_environ()
+        return _dispatch(args, settings)
+    except (CLIError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "worker":
+        return _run_db(settings, lambda: _worker(settings, once=args.once))
+    if args.command == "migrate":
+        _run_migrations(settings)
+        print("database is up to date")
+        return 0
+    if args.command == "status":
+        return _run_db(settings, lambda: _status(settings))
+    if args.command == "user" and args.user_command == "create":
+        password = _read_password()
+        return _run_db(settings, lambda: _user_create(settings, args, password))
+    if args.command == "user" and args.user_command == "list":
+        return _run_db(settings, _user_list)
+    raise CLIError(f"unknown command {args.command}")
+
+
+def _run_migrations(settings: Settings) -> None:
+    from tortoise.migrations.api import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> None:
+        try:
+            await migrate(config=tortoise_config(settings.database_url))
+        except OSError as exc:
+            raise CLIError(f"cannot reach the database: {exc}") from None
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(run())
+
+
+def _run_db(settings: Settings, body: Callable[[], Awaitable[int]]) -> int:
+    async def run() -> int:
+        try:
+            await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        except OSError as exc:
+            raise CLIError(f"cannot reach the database: {exc}") from None
+        try:
+            return await body()
+        finally:
+            await Tortoise.close_connections()
+
+    return asyncio.run(run())
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from fediverse_net import logs
+    from fediverse_net.app import create_app
+
+    if not args.no_migrate:
+        _run_migrations(settings)
+    logs.configure(settings.log_level)
+    app = create_app(settings, run_workers=False if args.no_workers else None)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+async def _worker(settings: Settings, *, once: bool) -> int:
+    from fediverse_net import logs
+    from fediverse_net.app import build_client
+    from fediverse_net.deps import Deps
+    from fediverse_net.services.members import ensure_instance_actor
+    from fediverse_net.workers.runner import WorkerRunner
+
+    logs.configure(settings.log_level)
+    deps = Deps(settings=settings, client=build_client(settings))
+    await ensure_instance_actor(settings)
+    runner = WorkerRunner(deps)
+    try:
+        if once:
+            await runner.run_pending()
+        else:
+            await runner.run_forever()
+    finally:
+        await deps.http().aclose()
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CLIError("no password given on stdin")
+    return password
+
+
+async def _user_create(settings: Settings, args: argparse.Namespace, password: str) -> int:
+    from fediverse_net.services.errors import ServiceError
+    from fediverse_net.services.members import NewMember, create_member
+
+    try:
+        account = await create_member(
+            settings,
+            NewMember(handle=args.name, password=password, display_name=args.display_name, is_admin=args.admin),
+        )
+    except ServiceError as exc:
+        raise CLIError(str(exc)) from None
+    await account.fetch_related("actor")
+    print(f"created @{account.actor.username}@{settings.domain}{' (admin)' if account.is_admin else ''}")
+    return 0
+
+
+async def _user_list() -> int:
+    from fediverse_net.db.models import Account
+
+    rows = await Account.all().select_related("actor").order_by("id")
+    for account in rows:
+        flags = [f for f, on in (("admin", account.is_admin), ("pending", not account.approved)) if on]
+        print(f"{account.actor.username}\t{account.actor.name}\t{','.join(flags)}")
+    if not rows:
+        print("no members yet", file=sys.stderr)
+    return 0
+
+
+async def _status(settings: Settings) -> int:
+    from fediverse_net.db.models import Account, Actor, Delivery, InboxItem
+
+    info: dict[str, Any] = {
+        "version": __version__,
+        "origin": settings.origin,
+        "database": settings.database_url.split("@")[-1],
+        "registration": settings.registration_mode,
+        "members": await Account.all().count(),
+        "remote actors": await Actor.filter(local=False).count(),
+        "inbox pending": await InboxItem.filter(state="pending").count(),
+        "deliveries pending": await Delivery.filter(state="pending").count(),
+        "deliveries failed": await Delivery.filter(state="failed").count(),
+    }
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0

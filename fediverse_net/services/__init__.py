@@ -1,0 +1,1 @@
+"""Use-cases: the only layer that uses both the database and the protocol code."""

@@ -1,0 +1,71 @@
+"""Actor documents and collections of local actors, built from rows by the pure builders."""
+
+from __future__ import annotations
+
+from fediverse_net.activitypub.documents import (
+    JSON,
+    ActorInfo,
+    actor_document,
+    instance_actor_document,
+    ordered_collection,
+    ordered_collection_page,
+)
+from fediverse_net.db.models import Actor, Follow, PublicKey
+from fediverse_net.urls import Urls
+
+PAGE_SIZE = 40
+
+
+async def main_key_pem(actor: Actor) -> str:
+    key = await PublicKey.filter(actor=actor, key_id=f"{actor.ap_id}#main-key").first()
+    if key is None:
+        raise LookupError(f"local actor {actor.ap_id} has no main key")
+    return key.pem
+
+
+async def document_for(actor: Actor, urls: Urls) -> JSON:
+    """The JSON document served at a local actor's id."""
+    pem = await main_key_pem(actor)
+    if actor.type == "Application":
+        return instance_actor_document(actor.ap_id, actor.domain, pem, urls.shared_inbox, actor.url or "")
+    info = ActorInfo(
+        ap_id=actor.ap_id,
+        type=actor.type,
+        username=actor.username,
+        domain=actor.domain,
+        public_key_pem=pem,
+        shared_inbox=urls.shared_inbox,
+        profile_url=actor.url,
+        name=actor.name,
+        summary=actor.summary,
+        published=actor.created_at,
+        manually_approves_followers=actor.manually_approves_followers,
+        discoverable=actor.discoverable,
+        indexable=actor.indexable,
+        avatar_url=actor.avatar_url,
+        header_url=actor.header_url,
+    )
+    return actor_document(info)
+
+
+async def follow_collection(actor: Actor, which: str, page: int | None, *, show_items: bool) -> JSON:
+    """followers/following as a paged OrderedCollection; items only where the owner shows them.
+
+    Privacy by default (product.md): lists of people are not published in full; the count is.
+    """
+    collection_id = f"{actor.ap_id}/{which}"
+    if which == "followers":
+        query = Follow.filter(followee=actor, state="accepted")
+    else:
+        query = Follow.filter(follower=actor, state="accepted")
+    total = await query.count()
+    if page is None or not show_items:
+        return ordered_collection(collection_id, total, first=f"{collection_id}?page=1" if show_items else None)
+    related = "follower" if which == "followers" else "followee"
+    rows = await query.order_by("-id").offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE).select_related(related)
+    items = [getattr(row, related).ap_id for row in rows]
+    next_url = f"{collection_id}?page={page + 1}" if page * PAGE_SIZE < total else None
+    prev_url = f"{collection_id}?page={page - 1}" if page > 1 else None
+    return ordered_collection_page(
+        f"{collection_id}?page={page}", collection_id, total, items, next_url=next_url, prev_url=prev_url
+    )

@@ -1,0 +1,1 @@
+"""HTTP adapters: routes, handlers, templates. Handlers parse, call one service, respond."""

@@ -1,0 +1,21 @@
+"""The whole route table."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from fediverse_net.web import activitypub, pages, wellknown
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/.well-known/webfinger", wellknown.webfinger, name="webfinger"),
+        Route("/.well-known/host-meta", wellknown.host_meta, name="host_meta"),
+        Route("/.well-known/host-meta.json", wellknown.host_meta, name="host_meta_json"),
+        Route("/.well-known/nodeinfo", wellknown.nodeinfo_index, name="nodeinfo_index"),
+        Route("/nodeinfo/{version}", wellknown.nodeinfo, name="nodeinfo"),
+        Route("/actor", activitypub.instance_actor, name="instance_actor"),
+        Route("/users/{handle}", activitypub.member, name="member"),
+        Route("/users/{handle}/{which:str}", activitypub.collection, name="member_collection"),
+        *pages.routes(),
+    ]
