@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="migrate, then serve the web app (with workers unless disabled)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument("--no-workers", action="store_true", help="do not run delivery/inbox workers in-process")
+    serve.add_argument(
+        "--no-workers", action="store_true", help="do not run delivery/inbox workers in-process"
+    )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations before serving")
 
     worker = sub.add_parser("worker", help="run delivery and inbox workers only (for larger installs)")
@@ -177,7 +179,9 @@ async def _user_create(settings: Settings, args: argparse.Namespace, password: s
     try:
         account = await create_member(
             settings,
-            NewMember(handle=args.name, password=password, display_name=args.display_name, is_admin=args.admin),
+            NewMember(
+                handle=args.name, password=password, display_name=args.display_name, is_admin=args.admin
+            ),
         )
     except ServiceError as exc:
         raise CLIError(str(exc)) from None

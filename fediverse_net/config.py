@@ -96,7 +96,7 @@ class Settings:
         def get(name: str) -> str | None:
             return env.get(PREFIX + name)
 
-        domain = get("DOMAIN") or cls.domain
+        domain = get("DOMAIN") or "127.0.0.1:8000"
         scheme = get("SCHEME") or ("http" if _host_of(domain.lower()) in LOOPBACK_HOSTS else "https")
         data_dir = Path(get("DATA_DIR") or "data")
         kwargs: dict[str, Any] = {
@@ -104,8 +104,8 @@ class Settings:
             "scheme": scheme,
             "data_dir": data_dir,
             "database_url": get("DATABASE_URL") or "",
-            "registration_mode": get("REGISTRATION_MODE") or cls.registration_mode,
-            "log_level": (get("LOG_LEVEL") or cls.log_level).upper(),
+            "registration_mode": get("REGISTRATION_MODE") or "open",
+            "log_level": (get("LOG_LEVEL") or "INFO").upper(),
         }
         for name in ("ALLOW_PRIVATE_ADDRESSES", "AUTHORIZED_FETCH", "RUN_WORKERS"):
             if (value := get(name)) is not None:

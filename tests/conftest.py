@@ -75,7 +75,9 @@ def fake_transport() -> httpx.AsyncBaseTransport:
 
 
 @pytest.fixture
-async def app(db: None, settings: Settings, fake_transport: httpx.AsyncBaseTransport) -> AsyncIterator[Starlette]:
+async def app(
+    db: None, settings: Settings, fake_transport: httpx.AsyncBaseTransport
+) -> AsyncIterator[Starlette]:
     application = create_app(settings, manage_db=False, run_workers=False, transport=fake_transport)
     async with application.router.lifespan_context(application):
         yield application

@@ -99,10 +99,16 @@ def actor_document(info: ActorInfo) -> JSON:
     return doc
 
 
-def instance_actor_document(ap_id: str, domain: str, public_key_pem: str, shared_inbox: str, about_url: str) -> JSON:
+def instance_actor_document(
+    ap_id: str, domain: str, public_key_pem: str, shared_inbox: str, about_url: str
+) -> JSON:
     """The `Application` instance actor (§2.5): fetchable unsigned, signs server-level fetches."""
     return {
-        "@context": [AS_CONTEXT, SECURITY_CONTEXT, {"manuallyApprovesFollowers": "as:manuallyApprovesFollowers"}],
+        "@context": [
+            AS_CONTEXT,
+            SECURITY_CONTEXT,
+            {"manuallyApprovesFollowers": "as:manuallyApprovesFollowers"},
+        ],
         "id": ap_id,
         "type": "Application",
         "preferredUsername": domain,
@@ -124,7 +130,13 @@ def ordered_collection(ap_id: str, total: int, *, first: str | None) -> JSON:
 
 
 def ordered_collection_page(
-    ap_id: str, part_of: str, total: int, items: list[Any], *, next_url: str | None, prev_url: str | None = None
+    ap_id: str,
+    part_of: str,
+    total: int,
+    items: list[Any],
+    *,
+    next_url: str | None,
+    prev_url: str | None = None,
 ) -> JSON:
     doc: JSON = {
         "@context": AS_CONTEXT,
@@ -142,7 +154,13 @@ def ordered_collection_page(
 
 
 def webfinger_document(
-    *, subject: str, actor_id: str, profile_url: str | None, origin: str, actor_type: str, avatar_url: str | None = None
+    *,
+    subject: str,
+    actor_id: str,
+    profile_url: str | None,
+    origin: str,
+    actor_type: str,
+    avatar_url: str | None = None,
 ) -> JSON:
     """JRD for one actor (§1.1): exactly one AP `self` link, byte-identical to the actor id."""
     self_link: JSON = {"rel": "self", "type": ACTIVITY_CONTENT_TYPE, "href": actor_id}
@@ -190,7 +208,13 @@ class NodeUsage:
 
 
 def nodeinfo_document(
-    version: str, *, software_version: str, open_registrations: bool, usage: NodeUsage, name: str, description: str
+    version: str,
+    *,
+    software_version: str,
+    open_registrations: bool,
+    usage: NodeUsage,
+    name: str,
+    description: str,
 ) -> JSON:
     """NodeInfo 2.0/2.1 (`jhass/nodeinfo` schemas: additionalProperties false at the top level)."""
     software: JSON = {"name": "fediverse-net", "version": software_version}

@@ -1,6 +1,6 @@
 """Config used only by developers to generate migrations:
 
-    .venv/bin/tortoise -c fediverse_net.db.makemigrations_config.TORTOISE_ORM makemigrations
+.venv/bin/tortoise -c fediverse_net.db.makemigrations_config.TORTOISE_ORM makemigrations
 """
 
 from fediverse_net.db import tortoise_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.documents import (
     JSON,
     ActorInfo,
@@ -10,7 +11,8 @@ from fediverse_net.activitypub.documents import (
     ordered_collection,
     ordered_collection_page,
 )
-from fediverse_net.db.models import Actor, Follow, PublicKey
+from fediverse_net.db.models import Actor, Follow, Note, PublicKey, Tombstone
+from fediverse_net.services.notes import note_object
 from fediverse_net.urls import Urls
 
 PAGE_SIZE = 40
@@ -60,7 +62,9 @@ async def follow_collection(actor: Actor, which: str, page: int | None, *, show_
         query = Follow.filter(follower=actor, state="accepted")
     total = await query.count()
     if page is None or not show_items:
-        return ordered_collection(collection_id, total, first=f"{collection_id}?page=1" if show_items else None)
+        return ordered_collection(
+            collection_id, total, first=f"{collection_id}?page=1" if show_items else None
+        )
     related = "follower" if which == "followers" else "followee"
     rows = await query.order_by("-id").offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE).select_related(related)
     items = [getattr(row, related).ap_id for row in rows]
@@ -69,3 +73,39 @@ async def follow_collection(actor: Actor, which: str, page: int | None, *, show_
     return ordered_collection_page(
         f"{collection_id}?page={page}", collection_id, total, items, next_url=next_url, prev_url=prev_url
     )
+
+
+async def outbox(actor: Actor, page: int | None, urls: Urls) -> JSON:
+    """Public Creates of the actor's notes, newest first (Mastodon reads `totalItems`)."""
+    collection_id = f"{actor.ap_id}/outbox"
+    query = Note.filter(author=actor, local=True, visibility__in=["public", "unlisted"])
+    total = await query.count()
+    if page is None:
+        return ordered_collection(collection_id, total, first=f"{collection_id}?page=1")
+    notes = await query.order_by("-published").offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    items = [builders.strip_context(create_of(note, actor, urls)) for note in notes]
+    next_url = f"{collection_id}?page={page + 1}" if page * PAGE_SIZE < total else None
+    return ordered_collection_page(
+        f"{collection_id}?page={page}", collection_id, total, items, next_url=next_url
+    )
+
+
+def create_of(note: Note, author: Actor, urls: Urls) -> JSON:
+    """The Create of a local note, with the same id it was delivered with (ids are stable)."""
+    token = note.ap_id.rsplit("/", 1)[-1]
+    return builders.create(id=urls.activity(token), actor=author.ap_id, object=note_object(note, author))
+
+
+async def public_note(ap_id: str) -> tuple[Note, Actor] | None:
+    """A local public/unlisted note and its author; None for anything else (404, as Mastodon)."""
+    note = await Note.filter(ap_id=ap_id, local=True, visibility__in=["public", "unlisted"]).first()
+    if note is None:
+        return None
+    return note, await note.author
+
+
+async def tombstone_for(ap_id: str) -> JSON | None:
+    row = await Tombstone.filter(ap_id=ap_id).first()
+    if row is None:
+        return None
+    return builders.tombstone(id=ap_id, former_type=row.former_type, deleted=row.deleted_at)

@@ -44,7 +44,7 @@ async def actor_for_resource(settings: Settings, resource: str) -> Actor:
             return await _by(ap_id=f"{origin}/actor")
         for prefix in (f"{origin}/users/", f"{origin}/@", f"{origin}/groups/", f"{origin}/g/"):
             if lowered.startswith(prefix):
-                return await _by(handle=lowered[len(prefix):].strip("/"))
+                return await _by(handle=lowered[len(prefix) :].strip("/"))
         raise NotFound("not one of our actors")
     parts = _split_acct(resource)
     if parts is None:

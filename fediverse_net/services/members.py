@@ -21,8 +21,26 @@ from fediverse_net.urls import Urls
 
 HANDLE_RE = re.compile(r"[a-z0-9_]{1,30}")
 RESERVED_HANDLES = frozenset(
-    {"admin", "actor", "inbox", "about", "login", "logout", "signup", "settings", "static", "users", "groups",
-     "notes", "activities", "nodeinfo", "well_known", "root", "support", "instance"}
+    {
+        "admin",
+        "actor",
+        "inbox",
+        "about",
+        "login",
+        "logout",
+        "signup",
+        "settings",
+        "static",
+        "users",
+        "groups",
+        "notes",
+        "activities",
+        "nodeinfo",
+        "well_known",
+        "root",
+        "support",
+        "instance",
+    }
 )
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 8
@@ -129,7 +147,9 @@ async def authenticate(handle: str, password: str) -> Account | None:
         handle = normalise_handle(handle)
     except ServiceError:
         handle = ""
-    account = await Account.filter(actor__handle=handle, actor__deleted_at=None).select_related("actor").first()
+    account = (
+        await Account.filter(actor__handle=handle, actor__deleted_at=None).select_related("actor").first()
+    )
     ok = await verify_password(account.password_hash if account else None, password[:MAX_PASSWORD])
     if not ok or account is None:
         return None

@@ -5,9 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.services import actor_documents, discovery
 from fediverse_net.services.errors import NotFound
+from fediverse_net.services.notes import note_object
 from fediverse_net.web.responses import ActivityJSONResponse, json_error
 from fediverse_net.web.wellknown import deps_of
 
@@ -46,16 +48,52 @@ async def instance_actor(request: Request) -> Response:
 
 
 async def collection(request: Request) -> Response:
-    """followers / following of a local member."""
+    """followers / following / outbox of a local member."""
     handle = request.path_params["handle"]
     which = request.path_params["which"]
+    if which not in ("followers", "following", "outbox"):
+        return json_error(404, "not found")
     try:
         actor = await discovery.local_actor(handle)
     except discovery.Gone:
         return json_error(410, "gone")
     except NotFound:
         return json_error(404, "not found")
-    document = await actor_documents.follow_collection(
-        actor, which, _page(request), show_items=actor.type == "Person"
-    )
+    if which == "outbox":
+        document = await actor_documents.outbox(actor, _page(request), deps_of(request).urls)
+    else:
+        document = await actor_documents.follow_collection(
+            actor, which, _page(request), show_items=actor.type == "Person"
+        )
     return ActivityJSONResponse(document)
+
+
+async def note(request: Request) -> Response:
+    """`/notes/{token}`: the Note (410 Tombstone once deleted); HTML readers get the thread page."""
+    deps = deps_of(request)
+    ap_id = deps.urls.note(request.path_params["token"])
+    found = await actor_documents.public_note(ap_id)
+    if found is None:
+        if (tombstone := await actor_documents.tombstone_for(ap_id)) is not None:
+            return ActivityJSONResponse(tombstone, status_code=410)
+        return json_error(404, "not found")
+    note_row, author = found
+    if not wants_activitypub(request.headers.get("accept")):
+        return RedirectResponse(
+            f"/@{author.username}/notes/{request.path_params['token']}",
+            status_code=302,
+            headers={"Vary": "Accept"},
+        )
+    document = {"@context": builders.NOTE_CONTEXT, **note_object(note_row, author)}
+    return ActivityJSONResponse(document)
+
+
+async def activity(request: Request) -> Response:
+    """`/activities/{token}`: public activities are dereferenceable (needed by FEP-1b12 Announces)."""
+    deps = deps_of(request)
+    token = request.path_params["token"]
+    found = await actor_documents.public_note(deps.urls.note(token))
+    if found is None:
+        return json_error(404, "not found")
+    note_row, author = found
+    return ActivityJSONResponse(actor_documents.create_of(note_row, author, deps.urls))

@@ -29,8 +29,13 @@ class ActivityJSONResponse(Response):
 class JSONResponse(Response):
     media_type = "application/json"
 
-    def __init__(self, content: Any, status_code: int = 200, headers: dict[str, str] | None = None,
-                 media_type: str | None = None) -> None:
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
         super().__init__(dumps(content), status_code=status_code, headers=headers, media_type=media_type)
 
 

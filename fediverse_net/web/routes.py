@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from fediverse_net.web import activitypub, pages, wellknown
+from fediverse_net.web import activitypub, inbox, pages, wellknown
 
 
 def routes() -> list[BaseRoute]:
@@ -16,6 +16,11 @@ def routes() -> list[BaseRoute]:
         Route("/nodeinfo/{version}", wellknown.nodeinfo, name="nodeinfo"),
         Route("/actor", activitypub.instance_actor, name="instance_actor"),
         Route("/users/{handle}", activitypub.member, name="member"),
+        Route("/inbox", inbox.inbox, methods=["POST"], name="shared_inbox"),
+        Route("/actor/inbox", inbox.inbox, methods=["POST"], name="instance_inbox"),
+        Route("/users/{handle}/inbox", inbox.inbox, methods=["POST"], name="member_inbox"),
         Route("/users/{handle}/{which:str}", activitypub.collection, name="member_collection"),
+        Route("/notes/{token}", activitypub.note, name="note"),
+        Route("/activities/{token}", activitypub.activity, name="activity"),
         *pages.routes(),
     ]

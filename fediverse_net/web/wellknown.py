@@ -79,4 +79,6 @@ async def nodeinfo(request: Request) -> Response:
         description=deps.settings.instance_description,
     )
     profile = f'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/{version}#"'
-    return JSONResponse(document, headers={**CORS, "Cache-Control": "max-age=1800, public"}, media_type=profile)
+    return JSONResponse(
+        document, headers={**CORS, "Cache-Control": "max-age=1800, public"}, media_type=profile
+    )

@@ -16,12 +16,16 @@ AP = "application/activity+json"
 
 @pytest.fixture
 async def alice(app, settings):
-    account = await create_member(settings, NewMember(handle="alice", password="correct horse", display_name="Alice"))
+    account = await create_member(
+        settings, NewMember(handle="alice", password="correct horse", display_name="Alice")
+    )
     await account.fetch_related("actor")
     return account.actor
 
 
-async def test_webfinger_acct_returns_jrd_with_self_link_identical_to_actor_id(client, alice):  # §9 items 1, 3
+async def test_webfinger_acct_returns_jrd_with_self_link_identical_to_actor_id(
+    client, alice
+):  # §9 items 1, 3
     response = await client.get("/.well-known/webfinger?resource=acct:alice@fedi.test")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/jrd+json")
@@ -91,7 +95,8 @@ async def test_host_meta_xml_and_json(client, app):  # §9 item 6
     response = await client.get("/.well-known/host-meta")
     assert response.headers["content-type"].startswith("application/xrd+xml")
     assert (
-        '<Link rel="lrdd" template="https://fedi.test/.well-known/webfinger?resource={uri}"/>' in response.text
+        '<Link rel="lrdd" template="https://fedi.test/.well-known/webfinger?resource={uri}"/>'
+        in response.text
     )
     response = await client.get("/.well-known/host-meta.json")
     assert response.json()["links"][0]["template"] == "https://fedi.test/.well-known/webfinger?resource={uri}"
@@ -108,7 +113,13 @@ async def test_nodeinfo_index_and_documents_follow_the_schema(client, alice):  #
         assert f"schema/{version}#" in response.headers["content-type"]
         doc = response.json()
         assert set(doc) == {
-            "version", "software", "protocols", "services", "openRegistrations", "usage", "metadata"
+            "version",
+            "software",
+            "protocols",
+            "services",
+            "openRegistrations",
+            "usage",
+            "metadata",
         }
         assert doc["version"] == version
         assert re.fullmatch(r"[a-z0-9-]+", doc["software"]["name"])

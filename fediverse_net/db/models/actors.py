@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -35,7 +37,7 @@ class Actor(Model):
     discoverable = fields.BooleanField(default=False)
     indexable = fields.BooleanField(default=False)
     private_key_pem = fields.TextField(null=True)
-    document = fields.JSONField(null=True)
+    document = fields.JSONField[Any](null=True)
     fetched_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -83,7 +85,7 @@ class Account(Model):
     is_admin = fields.BooleanField(default=False)
     approved = fields.BooleanField(default=True)
     application_text = fields.TextField(default="")
-    interests = fields.JSONField(default=list)
+    interests = fields.JSONField[Any](default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
 

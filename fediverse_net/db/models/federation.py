@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -19,7 +21,7 @@ class InboxItem(Model):
     activity_id = fields.CharField(max_length=512, unique=True)
     actor_ap_id = fields.CharField(max_length=512)
     type = fields.CharField(max_length=32)
-    payload = fields.JSONField()
+    payload = fields.JSONField[Any]()
     recipient = fields.CharField(max_length=512, null=True)  # personal inbox owner, if any
     refetch = fields.BooleanField(default=False)  # signer != actor: do not trust inline content
     state = fields.CharField(max_length=16, default="pending", db_index=True)  # pending|done|failed
@@ -43,6 +45,7 @@ class OutgoingActivity(Model):
     actor: fields.ForeignKeyRelation[Actor] = fields.ForeignKeyField(
         "models.Actor", related_name="outgoing", on_delete=fields.CASCADE
     )
+    actor_id: int
     body = fields.TextField()
     public = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -58,6 +61,7 @@ class Delivery(Model):
     activity: fields.ForeignKeyRelation[OutgoingActivity] = fields.ForeignKeyField(
         "models.OutgoingActivity", related_name="deliveries", on_delete=fields.CASCADE
     )
+    activity_id: int
     inbox_url = fields.CharField(max_length=512)
     host = fields.CharField(max_length=255, db_index=True)
     state = fields.CharField(max_length=16, default="pending")  # pending|delivered|failed|dropped
@@ -79,11 +83,13 @@ class HostHealth(Model):
     """Per-host delivery health: failure days, the unavailable mark, and the signature scheme that works."""
 
     host = fields.CharField(max_length=255, primary_key=True)
-    failure_days = fields.JSONField(default=list)  # ISO dates with failures since the last success
+    failure_days = fields.JSONField[Any](default=list)  # ISO dates with failures since the last success
     unavailable = fields.BooleanField(default=False)
     last_success_at = fields.DatetimeField(null=True)
     last_failure_at = fields.DatetimeField(null=True)
     backoff_until = fields.DatetimeField(null=True)
+    # Failed attempts in a row (any day); drives the per-host circuit breaker (services/deliveries.py).
+    consecutive_failures = fields.IntField(default=0)
     signature_scheme = fields.CharField(max_length=16, default="draft-cavage")
 
     class Meta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -19,6 +21,8 @@ class Follow(Model):
     followee: fields.ForeignKeyRelation[Actor] = fields.ForeignKeyField(
         "models.Actor", related_name="followers_rel", on_delete=fields.CASCADE
     )
+    follower_id: int
+    followee_id: int
     state = fields.CharField(max_length=16, default="pending")  # pending | accepted
     created_at = fields.DatetimeField(auto_now_add=True)
     accepted_at = fields.DatetimeField(null=True)
@@ -36,6 +40,7 @@ class Note(Model):
     author: fields.ForeignKeyRelation[Actor] = fields.ForeignKeyField(
         "models.Actor", related_name="notes", on_delete=fields.CASCADE
     )
+    author_id: int
     local = fields.BooleanField(default=False)
     name = fields.CharField(max_length=256, null=True)
     summary = fields.TextField(null=True)
@@ -44,11 +49,11 @@ class Note(Model):
     url = fields.CharField(max_length=512, null=True)
     in_reply_to = fields.CharField(max_length=512, null=True, db_index=True)
     visibility = fields.CharField(max_length=16, default="public")  # public|unlisted|followers|direct
-    to = fields.JSONField(default=list)
-    cc = fields.JSONField(default=list)
+    to = fields.JSONField[Any](default=list)
+    cc = fields.JSONField[Any](default=list)
     published = fields.DatetimeField(db_index=True)
     updated = fields.DatetimeField(null=True)
-    document = fields.JSONField(null=True)
+    document = fields.JSONField[Any](null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -1,0 +1,202 @@
+"""The one HTML sanitizer for every HTML field we show or publish, remote or local.
+
+Mastodon's allow-list (`app/lib/sanitize_config.rb`, `MASTODON_STRICT`; docs
+`/spec/activitypub#sanitization`; protocol.md §5.2), applied with nh3 (ammonia):
+
+* tags: p br span a del pre code em strong b i u ul ol li blockquote, and h1–h6 (Mastodon
+  turns headings into `<strong>`; we keep them, they are harmless);
+* attributes: `href rel class` on `a`, `class` on `span`; only microformat classes
+  (`h-* p-* u-* dt-* e-*`) and `mention hashtag ellipsis invisible` survive;
+* link schemes http https dat dweb ipfs ipns ssb gopher xmpp magnet gemini; relative links
+  are dropped (in a remote document they would point at our server);
+* every link gets `rel="nofollow noopener noreferrer"` and `target="_blank"`, whatever it said.
+
+`script`, `style` and other active containers are removed with their content. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Final
+
+import nh3
+
+ALLOWED_TAGS: Final = frozenset(
+    {
+        "p",
+        "br",
+        "span",
+        "a",
+        "del",
+        "pre",
+        "code",
+        "em",
+        "strong",
+        "b",
+        "i",
+        "u",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
+)
+ALLOWED_ATTRIBUTES: Final = {"a": {"href", "class"}, "span": {"class"}}
+LINK_SCHEMES: Final = frozenset(
+    {"http", "https", "dat", "dweb", "ipfs", "ipns", "ssb", "gopher", "xmpp", "magnet", "gemini"}
+)
+# Removed together with everything inside them (the text of a <script> is never shown).
+DROP_WITH_CONTENT: Final = frozenset(
+    {
+        "script",
+        "style",
+        "template",
+        "iframe",
+        "object",
+        "embed",
+        "svg",
+        "math",
+        "noscript",
+        "title",
+        "textarea",
+        "select",
+        "frameset",
+        "noembed",
+        "noframes",
+    }
+)
+LINK_REL: Final = "nofollow noopener noreferrer"
+CLASS_PREFIXES: Final = ("h-", "p-", "u-", "dt-", "e-")
+CLASS_NAMES: Final = frozenset({"mention", "hashtag", "ellipsis", "invisible"})
+# Attributes nh3 may add or keep besides ALLOWED_ATTRIBUTES: the forced link attributes.
+_FORCED = {("a", "rel"), ("a", "target")}
+
+
+def _allowed_class(name: str) -> bool:
+    return name in CLASS_NAMES or (name.startswith(CLASS_PREFIXES) and len(name) <= 64)
+
+
+def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+    """Keep only microformat classes; anything not explicitly expected is dropped."""
+    if attribute == "class" and attribute in ALLOWED_ATTRIBUTES.get(tag, ()):
+        kept = [name for name in value.split() if _allowed_class(name)]
+        return " ".join(kept) if kept else None
+    if attribute in ALLOWED_ATTRIBUTES.get(tag, ()) or (tag, attribute) in _FORCED:
+        return value
+    return None
+
+
+_CLEANER: Final = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    clean_content_tags=set(DROP_WITH_CONTENT),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    attribute_filter=_attribute_filter,
+    strip_comments=True,
+    link_rel=LINK_REL,
+    set_tag_attribute_values={"a": {"target": "_blank"}},
+    url_schemes=set(LINK_SCHEMES),
+    url_relative="deny",
+)
+
+
+def sanitize_html(html: str) -> str:
+    """Allow-listed HTML, safe to insert into a page as is (see the module docstring)."""
+    if not html:
+        return ""
+    return _CLEANER.clean(html)
+
+
+_BLOCKS: Final = frozenset(
+    {
+        "p",
+        "div",
+        "blockquote",
+        "pre",
+        "ul",
+        "ol",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "table",
+        "dl",
+        "dt",
+        "dd",
+        "figure",
+        "hr",
+    }
+)
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+class _TextCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in DROP_WITH_CONTENT:
+            self.skipping += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in DROP_WITH_CONTENT:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in _BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(_SPACES.sub(" ", data))
+
+
+def plain_text(html: str) -> str:
+    """The text of an HTML fragment: tags stripped, entities decoded, paragraphs as blank lines.
+
+    The result is *text*, not HTML: templates escape it like any other string.
+    """
+    if not html:
+        return ""
+    collector = _TextCollector()
+    collector.feed(html)
+    collector.close()
+    lines = "".join(collector.parts).split("\n")
+    text = "\n".join(line.strip() for line in lines)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
+    """`text` cut to at most `limit` characters, at a word boundary when one is near the end."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(ellipsis):
+        return text[: max(limit, 0)]
+    cut = text[: limit - len(ellipsis)]
+    space = cut.rfind(" ")
+    if space >= len(cut) * 2 // 3:  # break at a word when it costs at most a third
+        cut = cut[:space]
+    return cut.rstrip() + ellipsis

@@ -1,0 +1,25 @@
+"""Incoming Undo: of a Follow (embedded or by bare id). Other undos are ignored for now."""
+
+from __future__ import annotations
+
+from fediverse_net.activitypub.parse import get_id, get_type
+from fediverse_net.db.models import Follow
+from fediverse_net.services.handlers.context import Incoming
+
+
+async def handle(inc: Incoming) -> None:
+    inner = inc.activity.get("object")
+    inner_id = get_id(inner)
+    if isinstance(inner, dict):
+        if get_id(inner.get("actor")) != inc.actor.ap_id:
+            return  # the inner activity must be the undoer's own
+        if get_type(inner) != "Follow":
+            return
+    deleted = 0
+    if inner_id:
+        deleted = await Follow.filter(ap_id=inner_id, follower=inc.actor).delete()
+    if not deleted and isinstance(inner, dict):
+        target_id = get_id(inner.get("object"))
+        await Follow.filter(
+            follower=inc.actor, followee__ap_id=target_id or "", followee__local=True
+        ).delete()

@@ -1,0 +1,113 @@
+"""Receiving activities: verify synchronously and persist (then 202), process later from the queue.
+
+Flow (architecture.md B4): parse (400) → cheap drops → verify the HTTP signature (401) → signer
+must be the actor (else 401, or refetch-from-origin for LD-signed forwards) → activity id on the
+actor's origin (400) → insert an InboxItem whose activity id is unique (a replay is a no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tortoise.exceptions import IntegrityError
+
+from fediverse_net.activitypub.errors import ProtocolError, SignatureError
+from fediverse_net.activitypub.parse import JSON, get_id, get_type, host_of, loads_object, same_origin
+from fediverse_net.activitypub.signatures import RequestParts, verify_request
+from fediverse_net.db.models import Actor, InboxItem
+from fediverse_net.deps import Deps
+from fediverse_net.logs import event
+from fediverse_net.services.remote_actors import key_lookup
+
+log = logging.getLogger("fediverse_net.federation")
+# Types Mastodon forwards with an LD signature while signing the request itself: we then
+# refetch the object from its origin instead of trusting the body (protocol §3.7).
+REFETCHABLE = frozenset({"Create", "Update", "Delete", "Announce"})
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    status: str  # "queued" | "duplicate" | "ignored"
+    activity_id: str | None = None
+
+
+def _shape(activity: JSON) -> tuple[str, str, str]:
+    activity_id = activity.get("id")
+    kind = get_type(activity)
+    actor_id = get_id(activity.get("actor"))
+    if not isinstance(activity_id, str) or not activity_id.startswith(("https://", "http://")):
+        raise ProtocolError("activity has no usable id")
+    if kind is None:
+        raise ProtocolError("activity has no type")
+    if actor_id is None or not actor_id.startswith(("https://", "http://")):
+        raise ProtocolError("activity has no usable actor")
+    if len(activity_id) > 500 or len(actor_id) > 500:
+        raise ProtocolError("id too long")
+    return activity_id, kind, actor_id
+
+
+async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: str | None) -> Accepted:
+    """Authenticate and persist one inbox POST. Raises ProtocolError / SignatureError."""
+    activity = loads_object(parts.body)
+    activity_id, kind, actor_id = _shape(activity)
+    # Mastodon sends Delete{actor} for accounts we never saw: acknowledge without fetching
+    # anything (security matrix row 39, protocol §9 item 32).
+    if (
+        kind == "Delete"
+        and get_id(activity.get("object")) == actor_id
+        and not await Actor.filter(ap_id=actor_id).exists()
+    ):
+        return Accepted("ignored")
+    if deps.urls.is_local(actor_id):
+        raise SignatureError("activities of local actors are not accepted over HTTP")
+    verified = await verify_request(parts, key_lookup=key_lookup(deps), now=deps.clock())
+    refetch = False
+    if verified.owner != actor_id:
+        if kind in REFETCHABLE and isinstance(activity.get("signature"), dict):
+            refetch = True  # forwarded: processed only from what the origin serves
+        else:
+            raise SignatureError("the signer is not the activity's actor")
+    if not same_origin(activity_id, actor_id):
+        raise ProtocolError("activity id is not on the actor's origin")
+    await _note_contact(deps, actor_id)
+    try:
+        await InboxItem.create(
+            activity_id=activity_id,
+            actor_ap_id=actor_id,
+            type=kind[:32],
+            payload=activity,
+            recipient=recipient,
+            refetch=refetch,
+            next_attempt_at=deps.clock(),
+        )
+    except IntegrityError:
+        return Accepted("duplicate", activity_id)
+    event(
+        log,
+        "inbox accepted",
+        activity=activity_id,
+        type=kind,
+        actor=actor_id,
+        signer=verified.key_id,
+        scheme=verified.scheme,
+    )
+    wake = deps.caches.get("wake")
+    if wake is not None:
+        wake.set()
+    return Accepted("queued", activity_id)
+
+
+async def _note_contact(deps: Deps, actor_id: str) -> None:
+    """A verified activity from a host revives its delivery health (protocol §4.5)."""
+    from fediverse_net.services.deliveries import revive_host
+
+    await revive_host(host_of(actor_id))
+
+
+MAX_ATTEMPTS = 5
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 4 ** (attempts - 1), 6 * 3600))
