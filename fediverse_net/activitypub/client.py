@@ -1,13 +1,13 @@
 """FederationClient: every outbound HTTP request of the server (protocol.md §1.2, §4.1, §4.6, §6.4, §6.5).
 
 One `httpx.AsyncClient` per process, owned by one `FederationClient` (made in the app lifespan and
-passed in `Deps`). Its transport is `GuardedTransport`: an httpx transport whose httpcore network
-backend resolves the host, checks **every** address (`netguard.resolve_checked`) and dials one of
-the checked addresses itself. httpcore starts TLS afterwards with the original host name, so SNI
-and certificate verification use the name, and the Host header is untouched; keep-alive pooling
-works as usual (connections are keyed by origin; each new connection is checked). Tests may pass
-their own `transport` (e.g. `httpx.MockTransport`): URL checks still apply, dial-time checks are
-then the transport's business.
+passed in `Deps`). Its transport is `GuardedTransport`: one small httpcore pool per origin, whose
+network backend resolves the host, checks **every** address (`netguard.resolve_checked`) and dials
+one of the checked addresses itself. httpcore starts TLS afterwards with the original host name, so
+SNI and certificate verification use the name, and the Host header is untouched; keep-alive works
+as usual (each new connection is checked when it is dialled). Tests may pass their own `transport`
+(e.g. `httpx.MockTransport`): URL checks still apply, dial-time checks are then the transport's
+business. Every refusal is logged (logger `fediverse_net.activitypub.client`, level WARNING).
 
 Rules applied to every request (security matrix section D, faults F7, F8, F10, F12):
 
@@ -15,8 +15,9 @@ Rules applied to every request (security matrix section D, faults F7, F8, F10, F
   (default: same as `allow_private`, i.e. development and tests only — protocol.md §6.5).
 * No automatic redirects. GETs follow at most `max_redirects` (3) hops, each re-checked and
   re-signed; a POST that is answered with a redirect is not followed (a permanent failure, D31).
-* Timeouts connect 5 s / read 10 s / write 10 s / pool 5 s, plus an overall `deadline` (30 s) per
-  call around everything (redirects and body included), so a slowloris body cannot hold a worker.
+* Timeouts connect 5 s / read 10 s / write 10 s / pool 5 s, plus an overall `deadline` (30 s)
+  around each HTTP exchange (for GETs: all redirect hops and the body together; for POSTs: each
+  attempt of the double-knock), so a slowloris body cannot hold a worker.
 * Response bodies are read raw and decompressed here, with `zlib`'s `max_length`, so the 1 MiB cap
   counts decompressed bytes and a gzip bomb never expands past the cap (+1 byte) in memory.
 * JSON: stdlib parser; nesting deeper than 64 is refused (RecursionError is caught for absurd depths).
@@ -35,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 import time
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -68,6 +71,8 @@ from fediverse_net.activitypub.vocab import (
     is_activitypub_media_type,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0)
 DEFAULT_DEADLINE: Final = 30.0  # s, whole call (Mastodon `request.rb` total deadline)
 MAX_BODY_BYTES: Final = 1_048_576  # decompressed, Mastodon `body_with_limit(1.megabyte)`
@@ -83,6 +88,11 @@ _OTHER_SCHEME: Final[dict[Scheme, Scheme]] = {"draft-cavage": "rfc9421", "rfc942
 _EAI_NXDOMAIN: Final = frozenset(
     code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
 )
+
+
+def _loggable(text: str) -> str:
+    """Untrusted text for a log field: bounded, control characters escaped (no log injection)."""
+    return text[:200].encode("unicode_escape").decode("ascii")
 
 
 class RequestSigner(Protocol):
@@ -164,6 +174,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
                 addresses = await resolve_checked(
                     host, port, allow_private=self._allow_private, allowed=self._allowed
                 )
+        except UnsafeURL as exc:
+            log.warning("connection refused", extra={"fields": {"host": _loggable(host), "reason": str(exc)}})
+            raise
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"DNS lookup of {host} timed out") from None
         except socket.gaierror as exc:
@@ -200,10 +213,82 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """`httpx.AsyncHTTPTransport` whose connection pool dials through `GuardedNetworkBackend`.
+# httpcore → httpx exceptions, most specific first (the first match wins).
+_EXCEPTION_MAP: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
 
-    HTTP/1.1 only, no proxies. `verify` is an SSL context (tests pass one trusting a test CA).
+
+def _to_httpx(exc: Exception, request: httpx.Request) -> Exception:
+    for core_type, httpx_type in _EXCEPTION_MAP:
+        if isinstance(exc, core_type):
+            return httpx_type(str(exc), request=request)
+    return exc
+
+
+@dataclass(slots=True)
+class _Shard:
+    pool: httpcore.AsyncConnectionPool
+    in_flight: int = 0
+    last_used: float = 0.0
+
+
+class _ShardStream(httpx.AsyncByteStream):
+    """A response body that maps httpcore errors and releases its shard exactly once when closed."""
+
+    __slots__ = ("_closed", "_request", "_shard", "_stream")
+
+    def __init__(self, stream: AsyncIterable[bytes], shard: _Shard, request: httpx.Request) -> None:
+        self._stream = stream
+        self._shard = shard
+        self._request = request
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except Exception as exc:
+            mapped = _to_httpx(exc, self._request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            aclose = getattr(self._stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self._shard.in_flight -= 1
+            self._shard.last_used = time.monotonic()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """The outbound transport: SSRF check at dial time and one small connection pool per origin.
+
+    Every connection is opened by `GuardedNetworkBackend` (resolve, check all addresses, dial a
+    checked one; TLS/SNI with the host name). Pools are per origin because httpcore's pool scans all
+    of its connections on every request (benchmarks.md: one big pool gets slower as concurrency
+    grows); with ≤ `per_origin_connections` per pool that scan stays tiny. At most `max_origins`
+    pools are kept (least recently used idle ones are closed), and pools idle for longer than
+    `keepalive_expiry` are closed on the next request. HTTP/1.1 only; no proxies.
+    `verify` is an SSL context (tests pass one trusting a test CA).
     """
 
     def __init__(
@@ -211,22 +296,91 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         *,
         allow_private: bool,
         allowed: Sequence[IPNetwork] = (),
-        limits: httpx.Limits | None = None,
         verify: ssl.SSLContext | None = None,
+        per_origin_connections: int = 16,
+        per_origin_keepalive: int = 4,
+        keepalive_expiry: float = 30.0,
+        max_origins: int = 256,
     ) -> None:
-        limits = limits if limits is not None else httpx.Limits()
-        ssl_context = verify if verify is not None else httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
-        # httpx 0.28 has no public hook for a network backend: replace the pool it built (no I/O yet).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+        self._ssl_context = verify if verify is not None else httpx.create_ssl_context(trust_env=False)
+        self._backend = GuardedNetworkBackend(allow_private=allow_private, allowed=allowed)
+        self._max_connections = per_origin_connections
+        self._max_keepalive = per_origin_keepalive
+        self._keepalive_expiry = keepalive_expiry
+        self._max_origins = max_origins
+        self._shards: OrderedDict[tuple[bytes, bytes, int | None], _Shard] = OrderedDict()
+        self._next_sweep = time.monotonic() + keepalive_expiry
+
+    def _new_pool(self) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            max_connections=self._max_connections,
+            max_keepalive_connections=self._max_keepalive,
+            keepalive_expiry=self._keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=GuardedNetworkBackend(allow_private=allow_private, allowed=allowed),
+            network_backend=self._backend,
         )
+
+    async def _prune(self, now: float) -> None:
+        """Close idle pools: expired ones, then the least recently used while over `max_origins`."""
+        doomed: list[_Shard] = []
+        for key, shard in list(self._shards.items()):
+            if shard.in_flight:
+                continue
+            if now - shard.last_used > self._keepalive_expiry or len(self._shards) > self._max_origins:
+                del self._shards[key]
+                doomed.append(shard)
+        for shard in doomed:
+            await shard.pool.aclose()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        key = (url.raw_scheme, url.raw_host, url.port)
+        now = time.monotonic()
+        shard = self._shards.get(key)
+        if shard is None:
+            shard = self._shards[key] = _Shard(self._new_pool(), last_used=now)
+        else:
+            self._shards.move_to_end(key)
+        shard.in_flight += 1
+        try:
+            if now >= self._next_sweep or len(self._shards) > self._max_origins:
+                self._next_sweep = now + self._keepalive_expiry
+                await self._prune(now)
+            assert isinstance(request.stream, httpx.AsyncByteStream)
+            core_request = httpcore.Request(
+                method=request.method,
+                url=httpcore.URL(
+                    scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+                ),
+                headers=request.headers.raw,
+                content=request.stream,
+                extensions=request.extensions,
+            )
+            response = await shard.pool.handle_async_request(core_request)
+        except Exception as exc:
+            shard.in_flight -= 1
+            mapped = _to_httpx(exc, request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        except BaseException:
+            shard.in_flight -= 1
+            raise
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ShardStream(response.stream, shard, request),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        shards = list(self._shards.values())
+        self._shards.clear()
+        for shard in shards:
+            await shard.pool.aclose()
 
 
 def build_http_client(
@@ -235,15 +389,17 @@ def build_http_client(
     allowed: Sequence[IPNetwork] = (),
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    max_connections: int = 128,
-    max_keepalive: int = 64,
+    per_origin_connections: int = 16,
+    per_origin_keepalive: int = 4,
 ) -> httpx.AsyncClient:
     """The process's outbound `httpx.AsyncClient`: guarded transport, no redirects, no cookies, no env."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_keepalive, keepalive_expiry=30.0
-    )
     if transport is None:
-        transport = GuardedTransport(allow_private=allow_private, allowed=allowed, limits=limits)
+        transport = GuardedTransport(
+            allow_private=allow_private,
+            allowed=allowed,
+            per_origin_connections=per_origin_connections,
+            per_origin_keepalive=per_origin_keepalive,
+        )
     return httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
@@ -504,8 +660,8 @@ class FederationClient:
                 allowed=self._allowed,
                 transport=transport,
                 timeout=timeout,
-                max_connections=2 * global_limit,
-                max_keepalive=global_limit,
+                per_origin_connections=max(16, 2 * per_host_limit),
+                per_origin_keepalive=per_host_limit,
             )
         )
         self._http.headers["User-Agent"] = user_agent
@@ -539,11 +695,17 @@ class FederationClient:
 
     # -- URL policy --
 
-    def check(self, url: str) -> httpx.URL:
+    def check_url(self, url: str) -> httpx.URL:
         """The SSRF/URL policy of this client (netguard.check_url + https-only unless insecure_http)."""
-        parsed = checked_url(url, allow_private=self._allow_private, allowed=self._allowed)
-        if parsed.scheme == "http" and not self._insecure_http:
-            raise UnsafeURL("plain http is only allowed in development (insecure_http)")
+        try:
+            parsed = checked_url(url, allow_private=self._allow_private, allowed=self._allowed)
+            if parsed.scheme == "http" and not self._insecure_http:
+                raise UnsafeURL("plain http is only allowed in development (insecure_http)")
+        except UnsafeURL as exc:
+            log.warning(
+                "url refused", extra={"fields": {"url": _loggable(url), "reason": _loggable(str(exc))}}
+            )
+            raise
         return parsed
 
     # -- GET with manual redirects --
@@ -565,7 +727,7 @@ class FederationClient:
 
     async def _get(self, url: str, *, accept: str, sign_as: SigningKey | None) -> _Fetched:
         """GET `url`, following ≤ max_redirects hops (each checked and signed); body read for 200 only."""
-        current = self.check(url)
+        current = self.check_url(url)
         try:
             async with asyncio.timeout(self._deadline):
                 for _hop in range(self._max_redirects + 1):
@@ -584,7 +746,7 @@ class FederationClient:
                             location = response.headers.get("location")
                             if not location:
                                 raise FetchError(f"redirect without Location from {wire_url}", status=status)
-                            current = self.check(str(current.join(location)))
+                            current = self.check_url(str(current.join(location)))
                             continue
                         body = await self._read_body(response, self._max_body) if status == 200 else b""
                         return _Fetched(wire_url, status, response.headers.get("content-type"), body)
@@ -654,7 +816,7 @@ class FederationClient:
         taken first so one slow host cannot hold global slots while it queues.
         Raises only UnsafeURL (permanent: never retry, not a host outage).
         """
-        url = self.check(inbox_url)
+        url = self.check_url(inbox_url)
         host = url.netloc.decode("ascii").lower()
         slot = self._host_slots.get(host)
         if slot is None:
@@ -736,7 +898,7 @@ class FederationClient:
             if jrd["subject"].lower() != requery.lower():
                 raise FetchError(f"WebFinger subject {subject[:100]!r} does not confirm itself")
         href = _self_link(jrd)
-        self.check(href)
+        self.check_url(href)
         return href
 
     async def _webfinger_lookup(self, domain: str, resource: str) -> dict[str, Any]:
@@ -776,7 +938,7 @@ class FederationClient:
                 if not template or "{uri}" not in template:
                     return None
                 try:
-                    target = self.check(template.replace("{uri}", "x"))
+                    target = self.check_url(template.replace("{uri}", "x"))
                 except UnsafeURL:
                     return None
                 if target.netloc.decode("ascii").lower() != domain:

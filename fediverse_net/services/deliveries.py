@@ -21,8 +21,9 @@ Policy (protocol.md §4.4–§4.5, security-matrix invariant 9; FEDERATION.md "D
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -32,7 +33,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from fediverse_net.db.models import Actor, Delivery, Follow, HostHealth
+from fediverse_net.db.models import Actor, Delivery, Follow, HostHealth, OutgoingActivity
 from fediverse_net.services.recipients import safe_host
 
 Outcome = Literal["delivered", "retry", "permanent", "gone"]
@@ -42,7 +43,6 @@ BASE_DELAY_SECONDS: Final = 15.0
 JITTER: Final = 0.25  # each delay grows by a random 0–25 %
 MAX_DELAY: Final = timedelta(hours=24)
 RETRY_AFTER_CAP: Final = timedelta(hours=1)
-MAX_AGE: Final = timedelta(days=4)  # give up on older rows whatever their attempt count
 UNAVAILABLE_AFTER_DAYS: Final = 7
 BREAKER_THRESHOLD: Final = 10
 BREAKER_BASE: Final = timedelta(seconds=60)
@@ -52,7 +52,13 @@ RETRYABLE_4XX: Final = frozenset({401, 408, 429})
 PAUSING_STATUSES: Final = frozenset({429, 503})
 FINISHED_STATES: Final = ("delivered", "failed", "dropped")
 _ROW_FIELDS: Final = (
-    "state", "attempts", "next_attempt_at", "claimed_until", "last_status", "last_error", "updated_at"
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "claimed_until",
+    "last_status",
+    "last_error",
+    "updated_at",
 )
 
 
@@ -121,51 +127,78 @@ def breaker_cooloff(consecutive_failures: int) -> timedelta | None:
     if consecutive_failures < BREAKER_THRESHOLD:
         return None
     doublings = min(consecutive_failures - BREAKER_THRESHOLD, 10)
-    return min(BREAKER_BASE * 2**doublings, BREAKER_MAX)
+    cooloff: timedelta = BREAKER_BASE * (1 << doublings)
+    return min(cooloff, BREAKER_MAX)
 
 
 # --- claiming --------------------------------------------------------------------------------
 
 
-class _Params:
-    """Positional placeholders for the current dialect ($n on PostgreSQL, ? on SQLite)."""
-
-    def __init__(self, postgres: bool) -> None:
-        self.postgres = postgres
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}" if self.postgres else "?"
+_PLACEHOLDER = re.compile(r":([a-z_][a-z0-9_]*)")
 
 
-def _claim_sql(p: _Params, *, now: datetime, until: datetime, limit: int, per_host: int, exclude: list[str]) -> str:
-    excluded = f"AND d.host NOT IN ({', '.join(p(host) for host in exclude)})" if exclude else ""
-    # One row per host while its breaker is half-open (the probe); `per_host` otherwise. Ranking
-    # per host first is what keeps one host's backlog from starving the others.
-    ranked = f"""
-        SELECT id FROM (
-          SELECT d.id, d.next_attempt_at,
-                 ROW_NUMBER() OVER (PARTITION BY d.host ORDER BY d.next_attempt_at, d.id) AS rn,
-                 CASE WHEN COALESCE(h.consecutive_failures, 0) >= {p(BREAKER_THRESHOLD)}
-                      THEN 1 ELSE {p(per_host)} END AS quota
-          FROM deliveries d LEFT JOIN host_health h ON h.host = d.host
-          WHERE d.state = 'pending' AND d.next_attempt_at <= {p(now)}
-            AND (d.claimed_until IS NULL OR d.claimed_until < {p(now)})
-            AND (h.host IS NULL OR ((NOT h.unavailable OR d.bypass_availability)
-                                    AND (h.backoff_until IS NULL OR h.backoff_until <= {p(now)})))
-            {excluded}
-        ) ranked WHERE rn <= quota ORDER BY next_attempt_at, id LIMIT {p(limit)}"""
-    if not p.postgres:  # one writer: a single UPDATE … RETURNING is atomic
-        return f"UPDATE deliveries SET claimed_until = {p(until)} WHERE id IN ({ranked}) RETURNING id, host"
-    return f"""
-        WITH picked AS (
-          SELECT id FROM deliveries
-          WHERE id IN ({ranked}) AND state = 'pending'
-            AND (claimed_until IS NULL OR claimed_until < {p(now)})
-          FOR UPDATE SKIP LOCKED)
-        UPDATE deliveries SET claimed_until = {p(until)} FROM picked
-        WHERE deliveries.id = picked.id RETURNING deliveries.id, deliveries.host"""
+def _render(sql: str, params: Mapping[str, Any], *, postgres: bool) -> tuple[str, list[Any]]:
+    """Named `:name` placeholders to the dialect's positional ones ($n on PostgreSQL, ? on SQLite)."""
+    values: list[Any] = []
+    numbers: dict[str, int] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not postgres:
+            values.append(params[name])
+            return "?"
+        if name not in numbers:
+            values.append(params[name])
+            numbers[name] = len(values)
+        return f"${numbers[name]}"
+
+    return _PLACEHOLDER.sub(placeholder, sql), values
+
+
+# One row per host while its breaker is half-open (the probe), `:per_host` otherwise. Ranking per
+# host first is what keeps one host's backlog from starving the others.
+_RANKED = """
+    SELECT id FROM (
+      SELECT d.id, d.next_attempt_at,
+             ROW_NUMBER() OVER (PARTITION BY d.host ORDER BY d.next_attempt_at, d.id) AS rn,
+             CASE WHEN COALESCE(h.consecutive_failures, 0) >= :threshold THEN 1 ELSE :per_host END AS quota
+      FROM deliveries d LEFT JOIN host_health h ON h.host = d.host
+      WHERE d.state = 'pending' AND d.next_attempt_at <= :now
+        AND (d.claimed_until IS NULL OR d.claimed_until < :now)
+        AND (h.host IS NULL OR ((NOT h.unavailable OR d.bypass_availability)
+                                AND (h.backoff_until IS NULL OR h.backoff_until <= :now)))
+        {excluded}
+    ) ranked WHERE rn <= quota ORDER BY next_attempt_at, id LIMIT :pool"""
+# SQLite has one writer: a single UPDATE … RETURNING is atomic.
+_CLAIM_SQLITE = "UPDATE deliveries SET claimed_until = :until WHERE id IN ({ranked}) RETURNING id, host"
+# PostgreSQL: concurrent workers skip each other's locked rows (from a pool twice the batch, so a
+# worker racing another still finds work); the CTE runs once.
+_CLAIM_POSTGRES = """
+    WITH picked AS (
+      SELECT id FROM deliveries
+      WHERE id IN ({ranked}) AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < :now)
+      ORDER BY next_attempt_at, id LIMIT :limit
+      FOR UPDATE SKIP LOCKED)
+    UPDATE deliveries SET claimed_until = :until FROM picked
+    WHERE deliveries.id = picked.id RETURNING deliveries.id, deliveries.host"""
+
+
+def _claim_sql(
+    *, postgres: bool, now: datetime, until: datetime, limit: int, per_host: int, exclude: list[str]
+) -> tuple[str, list[Any]]:
+    params: dict[str, Any] = {
+        "now": now,
+        "until": until,
+        "limit": limit,
+        "pool": 2 * limit if postgres else limit,
+        "per_host": per_host,
+        "threshold": BREAKER_THRESHOLD,
+    }
+    params.update({f"ex{i}": host for i, host in enumerate(exclude)})
+    excluded = f"AND d.host NOT IN ({', '.join(f':ex{i}' for i in range(len(exclude)))})" if exclude else ""
+    ranked = _RANKED.format(excluded=excluded)
+    template = _CLAIM_POSTGRES if postgres else _CLAIM_SQLITE
+    return _render(template.format(ranked=ranked), params, postgres=postgres)
 
 
 async def claim_due(
@@ -188,16 +221,30 @@ async def claim_due(
     now = now.astimezone(UTC)
     until = now + lease
     async with in_transaction() as conn:
-        p = _Params(conn.capabilities.dialect == "postgres")
-        sql = _claim_sql(p, now=now, until=until, limit=limit, per_host=per_host, exclude=sorted(exclude_hosts))
-        rows = await conn.execute_query_dict(sql, p.values)
+        sql, values = _claim_sql(
+            postgres=conn.capabilities.dialect == "postgres",
+            now=now,
+            until=until,
+            limit=limit,
+            per_host=per_host,
+            exclude=sorted(exclude_hosts),
+        )
+        rows = await conn.execute_query_dict(sql, values)
         if not rows:
             return []
         # A probe holds its host's breaker window for the lease: no second probe meanwhile.
-        await HostHealth.filter(
-            host__in={str(row["host"]) for row in rows}, consecutive_failures__gte=BREAKER_THRESHOLD
-        ).using_db(conn).update(backoff_until=until)
-        return await Delivery.filter(id__in=[row["id"] for row in rows]).using_db(conn).order_by("next_attempt_at", "id")
+        await (
+            HostHealth.filter(
+                host__in={str(row["host"]) for row in rows}, consecutive_failures__gte=BREAKER_THRESHOLD
+            )
+            .using_db(conn)
+            .update(backoff_until=until)
+        )
+        return (
+            await Delivery.filter(id__in=[row["id"] for row in rows])
+            .using_db(conn)
+            .order_by("next_attempt_at", "id")
+        )
 
 
 # --- recording -------------------------------------------------------------------------------
@@ -250,7 +297,7 @@ def _settle(attempt: Attempt, now: datetime) -> Outcome | None:
         row.state = "failed"
     else:
         retry_at = next_attempt_at(row.attempts, now, retry_after=attempt.retry_after)
-        if retry_at is None or now - row.created_at > MAX_AGE:
+        if retry_at is None:
             row.state = "failed"
             row.last_error = f"gave up after {row.attempts} attempts: {row.last_error or 'no answer'}"[:500]
         else:
@@ -291,9 +338,14 @@ async def record_outcomes(attempts: Sequence[Attempt], now: datetime) -> None:
         await Delivery.bulk_update(rows, fields=_ROW_FIELDS, using_db=conn)
         await _hosts_reached(conn, [h for h, t in hosts.items() if t.reachable], now)
         for scheme in {t.scheme for t in hosts.values() if t.reachable and t.scheme}:
-            await HostHealth.filter(
-                host__in=[h for h, t in hosts.items() if t.reachable and t.scheme == scheme]
-            ).exclude(signature_scheme=scheme).using_db(conn).update(signature_scheme=scheme[:16])
+            await (
+                HostHealth.filter(
+                    host__in=[h for h, t in hosts.items() if t.reachable and t.scheme == scheme]
+                )
+                .exclude(signature_scheme=scheme)
+                .using_db(conn)
+                .update(signature_scheme=scheme[:16])
+            )
         for host, tally in sorted(hosts.items()):
             if (tally.failed and not tally.reachable) or tally.pause_until:
                 await _host_trouble(conn, host, tally, now)
@@ -301,7 +353,9 @@ async def record_outcomes(attempts: Sequence[Attempt], now: datetime) -> None:
             await handle_gone_inbox(inbox_url, now, using_db=conn)
 
 
-async def record_success(delivery: Delivery, now: datetime, *, status: int = 202, scheme: str | None = None) -> None:
+async def record_success(
+    delivery: Delivery, now: datetime, *, status: int = 202, scheme: str | None = None
+) -> None:
     """Record one delivered row (and that its host is up)."""
     await record_outcomes([Attempt(delivery, status=status, scheme=scheme)], now)
 
@@ -316,7 +370,9 @@ async def record_failure(
     unsafe: bool = False,
 ) -> None:
     """Record one failed attempt: scheduled for retry or finished, and counted for its host."""
-    await record_outcomes([Attempt(delivery, status=status, error=error, retry_after=retry_after, unsafe=unsafe)], now)
+    await record_outcomes(
+        [Attempt(delivery, status=status, error=error, retry_after=retry_after, unsafe=unsafe)], now
+    )
 
 
 _TROUBLED = Q(consecutive_failures__gt=0) | Q(unavailable=True)
@@ -325,7 +381,9 @@ _TROUBLED = Q(consecutive_failures__gt=0) | Q(unavailable=True)
 async def _hosts_reached(conn: BaseDBAsyncClient, hosts: list[str], now: datetime) -> None:
     if not hosts:
         return
-    troubled = await HostHealth.filter(_TROUBLED, host__in=hosts).using_db(conn).values_list("host", flat=True)
+    troubled = (
+        await HostHealth.filter(_TROUBLED, host__in=hosts).using_db(conn).values_list("host", flat=True)
+    )
     await HostHealth.filter(host__in=hosts).using_db(conn).update(last_success_at=now)
     if troubled:
         await _reset_hosts(conn, [str(h) for h in troubled], now)
@@ -333,11 +391,15 @@ async def _hosts_reached(conn: BaseDBAsyncClient, hosts: list[str], now: datetim
 
 async def _reset_hosts(conn: BaseDBAsyncClient, hosts: list[str], now: datetime) -> None:
     """Clear failure days, the unavailable mark and the breaker; make pending rows due now."""
-    await HostHealth.filter(host__in=hosts).using_db(conn).update(
-        failure_days=[], unavailable=False, consecutive_failures=0, backoff_until=None
+    await (
+        HostHealth.filter(host__in=hosts)
+        .using_db(conn)
+        .update(failure_days=[], unavailable=False, consecutive_failures=0, backoff_until=None)
     )
-    await Delivery.filter(host__in=hosts, state="pending", next_attempt_at__gt=now).using_db(conn).update(
-        next_attempt_at=now
+    await (
+        Delivery.filter(host__in=hosts, state="pending", next_attempt_at__gt=now)
+        .using_db(conn)
+        .update(next_attempt_at=now)
     )
 
 
@@ -352,34 +414,44 @@ async def _host_trouble(conn: BaseDBAsyncClient, host: str, tally: _HostTally, n
         health.consecutive_failures += tally.failed
         health.last_failure_at = now
         cooloff = breaker_cooloff(health.consecutive_failures)
-        if cooloff is not None:
-            health.backoff_until = max(now + cooloff, health.backoff_until or now)
+        if cooloff is not None:  # replaces the probe's hold (claim_due) with the next window
+            health.backoff_until = now + cooloff
         if not health.unavailable and len(days) >= UNAVAILABLE_AFTER_DAYS:
             health.unavailable = became_unavailable = True
     if tally.pause_until is not None:
         health.backoff_until = max(tally.pause_until, health.backoff_until or tally.pause_until)
     await health.save(using_db=conn)
     if became_unavailable:  # F2: what was queued is dropped (visible to admins), Follows excepted
-        await Delivery.filter(host=host, state="pending", bypass_availability=False).using_db(conn).update(
-            state="dropped", claimed_until=None, last_error="host unavailable: failures on 7 days"
+        await (
+            Delivery.filter(host=host, state="pending", bypass_availability=False)
+            .using_db(conn)
+            .update(state="dropped", claimed_until=None, last_error="host unavailable: failures on 7 days")
         )
 
 
-async def handle_gone_inbox(inbox_url: str, now: datetime, *, using_db: BaseDBAsyncClient | None = None) -> int:
+async def handle_gone_inbox(
+    inbox_url: str, now: datetime, *, using_db: BaseDBAsyncClient | None = None
+) -> int:
     """An inbox answered 410 Gone: its remote owner is gone (protocol.md §4.5).
 
     Marks the remote actor(s) with that personal inbox deleted, deletes their Follows of our
     actors, and drops pending deliveries to that inbox. Returns the number of Follows deleted.
     """
     conn = using_db or connections.get("default")
-    actor_ids = await Actor.filter(inbox_url=inbox_url, local=False).using_db(conn).values_list("id", flat=True)
-    await Delivery.filter(inbox_url=inbox_url, state="pending").using_db(conn).update(
-        state="dropped", claimed_until=None, last_error="inbox answered 410 Gone"
+    actor_ids = (
+        await Actor.filter(inbox_url=inbox_url, local=False).using_db(conn).values_list("id", flat=True)
+    )
+    await (
+        Delivery.filter(inbox_url=inbox_url, state="pending")
+        .using_db(conn)
+        .update(state="dropped", claimed_until=None, last_error="inbox answered 410 Gone")
     )
     if not actor_ids:
         return 0
-    follow_ids = await Follow.filter(follower_id__in=actor_ids, followee__local=True).using_db(conn).values_list(
-        "id", flat=True
+    follow_ids = (
+        await Follow.filter(follower_id__in=actor_ids, followee__local=True)
+        .using_db(conn)
+        .values_list("id", flat=True)
     )
     if follow_ids:
         await Follow.filter(id__in=follow_ids).using_db(conn).delete()
@@ -406,5 +478,17 @@ async def revive_host(host_or_url: str, *, now: datetime | None = None) -> bool:
 
 
 async def purge_finished(before: datetime) -> int:
-    """Delete delivered/failed/dropped rows last touched before `before`; returns the count."""
-    return await Delivery.filter(state__in=FINISHED_STATES, updated_at__lt=before).delete()
+    """Delete delivered/failed/dropped rows last touched before `before`; returns the count.
+
+    Also forgets per-activity signing keys (key rotation) once nothing is left to send with them.
+    """
+    removed = await Delivery.filter(state__in=FINISHED_STATES, updated_at__lt=before).delete()
+    keyed = await OutgoingActivity.filter(signing_key_pem__not_isnull=True).values_list("id", flat=True)
+    if keyed:
+        busy = await Delivery.filter(activity_id__in=keyed, state="pending").values_list(
+            "activity_id", flat=True
+        )
+        done = set(keyed) - set(busy)
+        if done:
+            await OutgoingActivity.filter(id__in=done).update(signing_key_pem=None)
+    return removed

@@ -63,6 +63,8 @@ async def _by(**filters: str) -> Actor:
         raise NotFound("no such actor")
     if actor.deleted_at is not None:
         raise Gone("deleted")
+    if actor.type == "Person" and await Account.filter(actor=actor, approved=False).exists():
+        raise NotFound("no such actor")  # a sign-up waiting for approval is not public yet
     return actor
 
 

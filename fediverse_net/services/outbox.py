@@ -25,6 +25,7 @@ import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from fediverse_net.activitypub.keys import load_private_key
 from fediverse_net.activitypub.parse import as_list, get_id
 from fediverse_net.activitypub.vocab import is_public
 from fediverse_net.db.models import Actor, Delivery, InboxItem, OutgoingActivity
@@ -92,6 +93,7 @@ async def record_outgoing(
     personal: bool = False,
     bypass_availability: bool = False,
     inboxes: Iterable[str] = (),
+    signing_key_pem: str | None = None,
     connection: BaseDBAsyncClient | None = None,
 ) -> OutgoingActivity:
     """Store `activity` (sent by local `actor`) and a delivery row per remote inbox, atomically.
@@ -103,16 +105,21 @@ async def record_outgoing(
     * `inboxes`: extra inbox URLs already expanded (e.g. `recipients.follower_inboxes`), for
       fan-outs too big to load as actors; they are filtered the same way.
     * `bto`/`bcc` are stripped before the JSON is stored; the JSON is serialised once.
+    * `signing_key_pem`: sign with this private key (same key id) instead of the actor's current
+      one; key rotation signs the announcing `Update` with the old key (§3.6).
     * `connection`: the caller's transaction, if any (nested savepoint; joining also happens
       automatically when called inside `in_transaction()`).
 
-    Raises ValueError if the activity has no `id`, or names another actor than `actor`.
+    Raises ValueError if the activity has no `id`, names another actor than `actor`, or
+    `signing_key_pem` is not a usable RSA key.
     """
     ap_id = activity.get("id")
     if not isinstance(ap_id, str) or not ap_id:
         raise ValueError("an outgoing activity needs an id")
     if not actor.local or ("actor" in activity and get_id(activity["actor"]) != actor.ap_id):
         raise ValueError("the activity must be sent by the local actor that signs it")
+    if signing_key_pem is not None:
+        load_private_key(signing_key_pem)  # fail now, not in the worker
     kind = str(activity.get("type") or "")[:32]
     everyone = list(recipients)
     local = list({r.ap_id: r for r in everyone if r.local and r.ap_id != actor.ap_id}.values())
@@ -129,10 +136,22 @@ async def record_outgoing(
     now = deps.clock()
     async with _transaction(connection) as conn:
         outgoing = await OutgoingActivity.create(
-            ap_id=ap_id, type=kind, actor=actor, body=body, public=is_public_activity(wire), using_db=conn
+            ap_id=ap_id,
+            type=kind,
+            actor=actor,
+            body=body,
+            public=is_public_activity(wire),
+            signing_key_pem=signing_key_pem,
+            using_db=conn,
         )
         deliveries = [
-            Delivery(activity=outgoing, inbox_url=url, host=safe_host(url), next_attempt_at=now, bypass_availability=bypass)
+            Delivery(
+                activity=outgoing,
+                inbox_url=url,
+                host=safe_host(url),
+                next_attempt_at=now,
+                bypass_availability=bypass,
+            )
             for url in urls
         ]
         if deliveries:

@@ -17,6 +17,8 @@ from tortoise.transactions import in_transaction
 
 from fediverse_net.config import Settings
 from fediverse_net.db.models import Account, Actor, Follow, Note, PublicKey
+from fediverse_net.deps import Deps
+from fediverse_net.services import actor_lifecycle
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
 from fediverse_net.services.markup import render_markdown
 from fediverse_net.services.members import NewMember, authenticate, create_member
@@ -136,6 +138,7 @@ class ProfileInput:
     interests: str = ""  # comma-separated
     avatar_url: str = ""
     discoverable: bool = False
+    manually_approves_followers: bool = False
 
 
 def profile_input(account: Account) -> ProfileInput:
@@ -148,6 +151,7 @@ def profile_input(account: Account) -> ProfileInput:
         interests=", ".join(account.interests or []),
         avatar_url=actor.avatar_url or "",
         discoverable=actor.discoverable,
+        manually_approves_followers=actor.manually_approves_followers,
     )
 
 
@@ -208,11 +212,12 @@ def _validate(form: ProfileInput) -> _Changes:
     )
 
 
-async def update_profile(account: Account, form: ProfileInput) -> Actor:
+async def update_profile(deps: Deps, account: Account, form: ProfileInput) -> Actor:
     """Validate and save the profile; the bio is stored as sanitized HTML in `Actor.summary` and
     its Markdown source in `Actor.document["bio_source"]` (local actors have no fetched document).
 
-    TODO(federation): send Update{Person} to followers once the outbox exists.
+    The `Update{Person}` to followers and followed accounts is queued in the same transaction
+    (`actor_lifecycle.announce_update`), so remote copies of the profile follow the change.
     """
     changes = _validate(form)
     actor = account.actor
@@ -222,13 +227,23 @@ async def update_profile(account: Account, form: ProfileInput) -> Actor:
     actor.summary = changes.summary
     actor.avatar_url = changes.avatar_url
     actor.discoverable = form.discoverable
+    actor.manually_approves_followers = form.manually_approves_followers
     actor.document = document
     account.interests = changes.interests
     async with in_transaction():
         await actor.save(
-            update_fields=["name", "summary", "avatar_url", "discoverable", "document", "updated_at"]
+            update_fields=[
+                "name",
+                "summary",
+                "avatar_url",
+                "discoverable",
+                "manually_approves_followers",
+                "document",
+                "updated_at",
+            ]
         )
         await account.save(update_fields=["interests"])
+        await actor_lifecycle.announce_update(deps, actor)
     return actor
 
 

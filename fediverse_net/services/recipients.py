@@ -85,7 +85,9 @@ async def inboxes_for(
     actors: Iterable[Actor], *, personal: bool = False, bypass_availability: bool = False
 ) -> list[str]:
     """Delivery inboxes for remote `actors` (shared or personal), minus unavailable hosts."""
-    return await filter_available(inbox_urls(actors, personal=personal), bypass_availability=bypass_availability)
+    return await filter_available(
+        inbox_urls(actors, personal=personal), bypass_availability=bypass_availability
+    )
 
 
 async def follower_actors(actor: Actor) -> list[Actor]:
@@ -116,4 +118,3 @@ async def follower_inboxes(actor: Actor) -> list[str]:
         if url:
             seen.setdefault(str(url), None)
     return list(seen)
-

@@ -7,11 +7,28 @@ from starlette.responses import RedirectResponse, Response
 
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.vocab import wants_activitypub
-from fediverse_net.services import actor_documents, discovery
+from fediverse_net.activitypub.errors import SignatureError
+from fediverse_net.services import actor_documents, discovery, fetch_auth
 from fediverse_net.services.errors import NotFound
 from fediverse_net.services.notes import note_object
+from fediverse_net.web.inbox import request_parts
 from fediverse_net.web.responses import ActivityJSONResponse, json_error
 from fediverse_net.web.wellknown import deps_of
+
+
+async def fetch_denied(request: Request) -> Response | None:
+    """In authorized-fetch mode, a 401 for GETs without a valid signature; else None."""
+    deps = deps_of(request)
+    if not deps.settings.authorized_fetch:
+        return None
+    parts = request_parts(request, b"", deps.settings.origin)
+    try:
+        signer = await fetch_auth.signed_by(deps, parts)
+    except SignatureError as exc:
+        return json_error(401, str(exc), headers={"Vary": "Accept, Signature"})
+    if signer is None:
+        return json_error(401, "Request not signed", headers={"Vary": "Accept, Signature"})
+    return None
 
 
 def _page(request: Request) -> int | None:
@@ -37,7 +54,11 @@ async def member(request: Request) -> Response:
         return json_error(404, "not found")
     if not wants_activitypub(request.headers.get("accept")):
         return RedirectResponse(actor.url or "/", status_code=302, headers={"Vary": "Accept"})
-    return ActivityJSONResponse(await actor_documents.document_for(actor, deps.urls))
+    document = await actor_documents.document_for(actor, deps.urls)
+    if await fetch_denied(request) is not None:
+        # Public keys stay fetchable without a signature, or nobody could verify ours.
+        document = fetch_auth.key_only(document)
+    return ActivityJSONResponse(document)
 
 
 async def instance_actor(request: Request) -> Response:
@@ -53,6 +74,8 @@ async def collection(request: Request) -> Response:
     which = request.path_params["which"]
     if which not in ("followers", "following", "outbox"):
         return json_error(404, "not found")
+    if (denied := await fetch_denied(request)) is not None:
+        return denied
     try:
         actor = await discovery.local_actor(handle)
     except discovery.Gone:
@@ -78,6 +101,8 @@ async def note(request: Request) -> Response:
             return ActivityJSONResponse(tombstone, status_code=410)
         return json_error(404, "not found")
     note_row, author = found
+    if wants_activitypub(request.headers.get("accept")) and (denied := await fetch_denied(request)) is not None:
+        return denied
     if not wants_activitypub(request.headers.get("accept")):
         return RedirectResponse(
             f"/@{author.username}/notes/{request.path_params['token']}",
@@ -95,5 +120,7 @@ async def activity(request: Request) -> Response:
     found = await actor_documents.public_note(deps.urls.note(token))
     if found is None:
         return json_error(404, "not found")
+    if (denied := await fetch_denied(request)) is not None:
+        return denied
     note_row, author = found
     return ActivityJSONResponse(actor_documents.create_of(note_row, author, deps.urls))

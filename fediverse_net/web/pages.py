@@ -120,9 +120,10 @@ async def settings_profile(request: Request) -> Response:
         interests=field(form, "interests"),
         avatar_url=field(form, "avatar_url"),
         discoverable=field(form, "discoverable") == "yes",
+        manually_approves_followers=field(form, "manually_approves_followers") == "yes",
     )
     try:
-        await profiles.update_profile(account, values)
+        await profiles.update_profile(deps_of(request), account, values)
     except ServiceError as exc:
         refused = {"values": values, "error": str(exc)}
         return await render(request, "settings_profile.html", refused, status=400)

@@ -91,6 +91,13 @@ Handler = Callable[[Req, asyncio.StreamWriter], Awaitable[bool | None]]
 class Gauge:
     active: int = 0
     peak: int = 0
+    bumped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, active: int) -> None:
+        async with asyncio.timeout(10):
+            while self.active < active:
+                self.bumped.clear()
+                await self.bumped.wait()
 
 
 async def respond(
@@ -161,6 +168,7 @@ class LoopbackServer:
                 self.requests.append(request)
                 self.gauge.active += 1
                 self.gauge.peak = max(self.gauge.peak, self.gauge.active)
+                self.gauge.bumped.set()
                 try:
                     keep_open = await self.handler(request, writer)
                 finally:
@@ -206,7 +214,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> No
     loop = asyncio.get_running_loop()
     real = loop.getaddrinfo
 
-    async def getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+    async def getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):
         if host in table:
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
         return await real(host, port, family=family, type=type, proto=proto, flags=flags)
@@ -447,7 +455,11 @@ async def test_D31_D34_post_redirect_is_permanent_failure(key: SigningKey) -> No
 # --- SSRF at dial time (D30, D34) ---------------------------------------------------------------
 
 
-async def test_D34_inbox_on_internal_address_refused_before_connect(key: SigningKey) -> None:
+async def test_D34_inbox_on_internal_address_refused_before_connect(
+    key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING")
+
     async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
         await respond(writer, 202)
 
@@ -459,11 +471,13 @@ async def test_D34_inbox_on_internal_address_refused_before_connect(key: Signing
             with pytest.raises(UnsafeURL):
                 await client.post_activity(inbox, ACTIVITY, sign_as=key)
     assert server.connections == 0
+    assert [r.getMessage() for r in caplog.records] == ["url refused", "url refused"]
 
 
 async def test_D30_name_resolving_to_internal_address_refused_at_dial(
-    key: SigningKey, monkeypatch: pytest.MonkeyPatch
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("WARNING")
     fake_dns(monkeypatch, {"internal.test": ["127.0.0.1"], "rebind.test": ["127.0.0.2", "127.0.0.1"]})
 
     async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
@@ -479,6 +493,7 @@ async def test_D30_name_resolving_to_internal_address_refused_at_dial(
             with pytest.raises(UnsafeURL):
                 await client.fetch_object(f"http://{host}:{server.port}/n", sign_as=None)
     assert server.connections == 0
+    assert {r.getMessage() for r in caplog.records} == {"connection refused"}
 
 
 async def test_dials_checked_address_but_keeps_host_header(
@@ -562,7 +577,7 @@ async def test_tls_sni_and_certificate_use_the_name_not_the_dialled_ip(
     fake_dns(monkeypatch, {"peer.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
     server_ctx, client_ctx = _tls_material(tmp_path, "peer.test")
     sni: list[str | None] = []
-    server_ctx.sni_callback = lambda _sock, name, _ctx: sni.append(name)  # type: ignore[assignment,func-returns-value]
+    server_ctx.sni_callback = lambda _sock, name, _ctx: sni.append(name)
 
     async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
         await respond_json(writer, note(f"https://peer.test:{server.port}/n"), "application/activity+json")
@@ -664,14 +679,12 @@ def test_F12_decoder_never_expands_past_the_cap() -> None:
 async def test_F12_endless_and_oversized_bodies_aborted() -> None:
     async def handler(request: Req, writer: asyncio.StreamWriter) -> bool:
         if request.path == "/declared":
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/activity+json\r\nContent-Length: 2000000\r\n\r\n"
-            )
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/activity+json\r\n")
+            writer.write(b"Content-Length: 2000000\r\n\r\n")
             await writer.drain()
             return False
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/activity+json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/activity+json\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b" " * 65536
         while True:
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -830,9 +843,7 @@ async def test_per_host_concurrency_limit(key: SigningKey) -> None:
             asyncio.create_task(client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key))
             for _ in range(8)
         ]
-        async with asyncio.timeout(10):
-            while server.gauge.active < 2:
-                await asyncio.sleep(0.01)
+        await server.gauge.wait_for(2)
         await asyncio.sleep(0.2)
         assert server.gauge.active == 2
         release.set()
@@ -860,9 +871,7 @@ async def test_global_concurrency_limit_across_hosts(key: SigningKey) -> None:
             for server in (one, two)
             for _ in range(5)
         ]
-        async with asyncio.timeout(10):
-            while gauge.active < 4:
-                await asyncio.sleep(0.01)
+        await gauge.wait_for(4)
         await asyncio.sleep(0.2)
         assert gauge.active == 4
         release.set()
@@ -1038,3 +1047,42 @@ async def test_webfinger_uses_https_when_not_insecure() -> None:
     async with make_client(allow_private=False, transport=transport) as client:
         assert await client.webfinger("Alice@Remote.Example") == "https://remote.example/users/alice"
     assert urls == ["https://remote.example/.well-known/webfinger?resource=acct:Alice@remote.example"]
+
+
+# --- transport: per-origin pools, cookies, environment --------------------------------------------
+
+
+async def test_transport_keeps_one_small_pool_per_origin_and_evicts_idle_ones() -> None:
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
+        await respond(writer, 200, b"ok")
+
+    transport = GuardedTransport(allow_private=True, max_origins=2)
+    async with (
+        LoopbackServer(handler) as one,
+        LoopbackServer(handler) as two,
+        LoopbackServer(handler) as three,
+        httpx.AsyncClient(transport=transport) as http,
+    ):
+        for server in (one, one, two, three):
+            assert (await http.get(server.url("/"))).status_code == 200
+        assert len(transport._shards) == 2  # the least recently used origin was closed
+        assert all(shard.in_flight == 0 for shard in transport._shards.values())
+        assert (await http.get(one.url("/"))).status_code == 200
+        assert one.connections == 2  # its pool (and kept-alive connection) had been evicted
+        assert (await http.get(three.url("/"))).status_code == 200
+        assert three.connections == 1  # still pooled
+
+
+async def test_cookies_never_stored_and_proxy_environment_ignored(
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
+        await respond(writer, 202, headers={"Set-Cookie": "session=tracking; Path=/"})
+
+    async with LoopbackServer(handler) as server, make_client() as client:
+        for _ in range(2):
+            assert (await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)).ok
+    assert all("cookie" not in request.headers for request in server.requests)

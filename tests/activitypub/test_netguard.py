@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,6 +19,7 @@ from fediverse_net.activitypub.netguard import (
     FORBIDDEN_NETWORKS,
     PRIVATE_V4,
     PRIVATE_V6,
+    IPNetwork,
     check_url,
     is_forbidden_address,
     parse_networks,
@@ -323,7 +326,7 @@ def test_allowed_networks_override() -> None:
 # --- property tests ---------------------------------------------------------------------------
 
 
-def _addresses_in(networks: tuple[ipaddress.IPv4Network, ...] | tuple[ipaddress.IPv6Network, ...]):  # type: ignore[no-untyped-def]
+def _addresses_in(networks: Sequence[IPNetwork]) -> st.SearchStrategy[Any]:
     return st.sampled_from(networks).flatmap(
         lambda net: st.integers(0, net.num_addresses - 1).map(lambda i: net[i])
     )
@@ -332,7 +335,7 @@ def _addresses_in(networks: tuple[ipaddress.IPv4Network, ...] | tuple[ipaddress.
 @given(_addresses_in(PRIVATE_V4) | _addresses_in(ALWAYS_FORBIDDEN_V4))
 def test_property_forbidden_v4_in_every_form(address: ipaddress.IPv4Address) -> None:
     packed = int(address)
-    forms = [
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
         address,
         ipaddress.IPv6Address((0xFFFF << 32) | packed),  # ::ffff:a.b.c.d
         ipaddress.IPv6Address((0xFFFF << 48) | packed),  # ::ffff:0:a.b.c.d
@@ -391,7 +394,7 @@ def _fake_resolver(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]])
     loop = asyncio.get_running_loop()
     real = loop.getaddrinfo
 
-    async def getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+    async def getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):
         if host in table:
             return [
                 (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))

@@ -60,7 +60,7 @@ class Actor(Model):
 
 
 class PublicKey(Model):
-    """A public key by its `keyId`; local actors' keys are stored here too."""
+    """A public key by its `keyId`. Local actors' keys are stored here too."""
 
     id = fields.BigIntField(primary_key=True)
     key_id = fields.CharField(max_length=512, unique=True)
@@ -75,7 +75,7 @@ class PublicKey(Model):
 
 
 class Account(Model):
-    """The login of a local member; its public face is `actor` (a local Person)."""
+    """The login of a local member. Its public face is `actor` (a local Person)."""
 
     id = fields.BigIntField(primary_key=True)
     actor: fields.OneToOneRelation[Actor] = fields.OneToOneField(

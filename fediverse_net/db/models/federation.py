@@ -37,7 +37,7 @@ class InboxItem(Model):
 
 
 class OutgoingActivity(Model):
-    """An activity we send; its JSON bytes are serialised once and reused for every inbox."""
+    """An activity we send. Its JSON bytes are serialised once and reused for every inbox."""
 
     id = fields.BigIntField(primary_key=True)
     ap_id = fields.CharField(max_length=512, unique=True)
@@ -47,6 +47,9 @@ class OutgoingActivity(Model):
     )
     actor_id: int
     body = fields.TextField()
+    # Sign with this key instead of the actor's current one (key rotation: the Update announcing
+    # the new key is signed with the old one). Cleared once every delivery has finished.
+    signing_key_pem = fields.TextField(null=True)
     public = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 

@@ -11,7 +11,7 @@ from fediverse_net.db.models.actors import Actor
 
 
 class Follow(Model):
-    """`follower` follows `followee`; pending until the followee's side accepts."""
+    """`follower` follows `followee`, pending until the followee's side accepts."""
 
     id = fields.BigIntField(primary_key=True)
     ap_id = fields.CharField(max_length=512, null=True, unique=True)

@@ -1,0 +1,144 @@
+"""B12: page latency (p95) at scale, on a dataset generated with bulk SQL (executemany).
+
+Group pages, event pages and the directory search do not exist yet: they are reported as
+"n/a — feature not built". What exists is measured: the member profile page `/@handle`, the
+actor JSON, the outbox page and the logged-in home timeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from benchmarks import db as dbmod
+from benchmarks.common import CORE_LOAD, Options, Row, check, free_port, median, ratio
+from benchmarks.harness import SECRET, keypairs, loadgen, our_server, settings_for
+from benchmarks.loadgen import get_request
+
+GENERATION_BUDGET = 240.0  # s per database; sizes shrink (and the note says so) past it
+CONTENT = ("<p>Meetup notes: we walked the old railway line, counted 14 kinds of birds and agreed to "
+           "meet again on the first Sunday of the month. Bring water and good shoes.</p>")
+
+
+async def child_generate(db_url: str, port: int, data_dir: str, members: int, posts: int, private_pem: str,
+                         public_pem: str) -> dict:
+    """(In a child.) Members (actor + key + account) and posts by random members."""
+    settings = settings_for(port, db_url, Path(data_dir))
+    await dbmod.open_orm(db_url)
+    try:
+        m, p, account_id, seconds = await _generate(settings, members, posts, private_pem, public_pem)
+    finally:
+        await dbmod.close_orm()
+    return {"members": m, "posts": p, "account": account_id, "seconds": seconds}
+
+
+async def _generate(settings, members: int, posts: int, private_pem: str, public_pem: str) -> tuple[int, int, int, float]:
+    started = time.perf_counter()
+    account = await dbmod.seed_member(settings, "alice", "Alice Example")
+    from fediverse_net.db.models import Account, Actor
+
+    alice = await Actor.get(id=account.actor_id)
+    password_hash = (await Account.get(id=account.id)).password_hash
+    origin = settings.origin
+    when = dbmod.now()
+    first = await dbmod.next_id("actors")
+    ids = list(range(first, first + members))
+    await dbmod.insert_rows("actors", dbmod.ACTOR_COLUMNS, (
+        (aid, f"{origin}/users/m{aid}", "Person", True, f"m{aid}", f"m{aid}", settings.domain, f"Member {aid}",
+         "<p>Hello, I like walking and board games.</p>", f"{origin}/@m{aid}", f"{origin}/users/m{aid}/inbox",
+         f"{origin}/inbox", f"{origin}/users/m{aid}/outbox", f"{origin}/users/m{aid}/followers",
+         f"{origin}/users/m{aid}/following", False, True, True, private_pem, None, when, when, False)
+        for aid in ids))
+    key_first = await dbmod.next_id("public_keys")
+    await dbmod.insert_rows("public_keys", ("id", "key_id", "pem", "fetched_at", "actor_id"), (
+        (key_first + i, f"{origin}/users/m{aid}#main-key", public_pem, when, aid) for i, aid in enumerate(ids)))
+    acc_first = await dbmod.next_id("accounts")
+    await dbmod.insert_rows("accounts", ("id", "password_hash", "is_admin", "approved", "application_text",
+                                         "interests", "created_at", "last_login_at", "actor_id"), (
+        (acc_first + i, password_hash, False, True, "", "[]", when, None, aid) for i, aid in enumerate(ids)))
+    rng = random.Random(12)
+    await dbmod.seed_follows((alice.id, aid) for aid in rng.sample(ids, min(200, len(ids))))
+    await dbmod.fix_sequences("actors", "public_keys", "accounts")
+    note_first = await dbmod.next_id("notes")
+    made = 0
+    chunk = 20_000
+    public_to, public_cc = json.dumps(["https://www.w3.org/ns/activitystreams#Public"]), None
+    while made < posts:
+        if time.perf_counter() - started > GENERATION_BUDGET:
+            break
+        size = min(chunk, posts - made)
+        rows = []
+        for i in range(note_first + made, note_first + made + size):
+            author = ids[rng.randrange(len(ids))] if rng.random() > 0.02 else alice.id
+            ap_id = f"{origin}/notes/{uuid.UUID(int=rng.getrandbits(128)).hex}"
+            published = when - timedelta(seconds=rng.randrange(365 * 86400))
+            cc = json.dumps([f"{origin}/users/m{author}/followers"])
+            public = rng.random() < 0.9
+            rows.append((i, ap_id, True, None, None, CONTENT, "Meetup notes", ap_id, None,
+                         "public" if public else "followers", public_to if public else cc, cc if public else "[]",
+                         published, None, None, when, author))
+        await dbmod.insert_rows("notes", ("id", "ap_id", "local", "name", "summary", "content", "source", "url",
+                                          "in_reply_to", "visibility", "to", "cc", "published", "updated",
+                                          "document", "created_at", "author_id"), rows, batch=chunk)
+        made += size
+    await dbmod.fix_sequences("notes", "follows")
+    await dbmod.query("ANALYZE")
+    del public_cc
+    return members, made, account.id, time.perf_counter() - started
+
+
+def _session_cookie(account_id: int) -> str:
+    from itsdangerous import TimestampSigner
+
+    data = base64.b64encode(json.dumps({"account_id": account_id, "csrf": "bench"}).encode())
+    return TimestampSigner(SECRET).sign(data).decode()
+
+
+async def run_b12(opts: Options, backend: str, database: dbmod.BenchDB, workdir: Path) -> list[Row]:
+    port = free_port()
+    members_wanted, posts_wanted = opts.size(100_000, 500), opts.size(1_000_000, 5_000)
+    from benchmarks.delivery_scenarios import in_child
+
+    private_pem, public_pem = keypairs(1)[0]
+    gen = await in_child(workdir, "child_generate", GENERATION_BUDGET + 600, module="benchmarks.pages_scenarios",
+                         core=CORE_LOAD, db_url=database.url, port=port, data_dir=str(workdir / "data"),
+                         members=members_wanted, posts=posts_wanted, private_pem=private_pem, public_pem=public_pem)
+    members, posts, alice_account, gen_seconds = gen["members"], gen["posts"], gen["account"], gen["seconds"]
+    scale = f"{members:,} members, {posts:,} posts generated in {gen_seconds:.0f} s"
+    if posts < posts_wanted:
+        scale += f" (scaled down from {posts_wanted:,} posts: generation budget {GENERATION_BUDGET:g} s)"
+    host = f"127.0.0.1:{port}"
+    rng = random.Random(7)
+    handles = [f"m{rng.randrange(3, members + 3)}" for _ in range(300)]
+    cookie = {"Cookie": f"fedinet_session={_session_cookie(alice_account)}", "Accept": "text/html"}
+    pages = {
+        "member profile page /@handle": [get_request(f"/@{h}", host, {"Accept": "text/html"}) for h in handles],
+        "actor JSON /users/handle": [get_request(f"/users/{h}", host, {"Accept": "application/activity+json"})
+                                     for h in handles],
+        "outbox page /users/handle/outbox?page=1": [
+            get_request(f"/users/{h}/outbox?page=1", host, {"Accept": "application/activity+json"}) for h in handles],
+        "home timeline / (logged in, follows 200)": [get_request("/", host, cookie)],
+    }
+    rows = []
+    samples: dict[str, list[dict]] = {name: [] for name in pages}
+    async with our_server(port, database.url, workdir, log_name=f"server-b12-{backend}") as _:
+        for _ in range(opts.rounds):
+            for name, reqs in pages.items():
+                samples[name].append(await loadgen(workdir, port, reqs, connections=1,
+                                                   duration=opts.seconds(2.0, 0.3), warmup=opts.seconds(0.3, 0.1)))
+    for name, results in samples.items():
+        p95 = median([r["p95_ms"] for r in results])
+        bad = {k: v for r in results for k, v in r["statuses"].items() if k != "200"}
+        note = scale + (f"; non-200 answers: {bad}" if bad else "")
+        rows.append(Row("B12", f"p95 {name}, c1", backend, p95, 50.0, ratio(p95, 50.0), "≤ 50 ms",
+                        check(ratio(p95, 50.0), lambda r: r <= 1.0), "ms",
+                        "limit", note, opts.rounds, {"ours": [r["p95_ms"] for r in results]}))
+    for missing in ("group page", "event page", "directory search"):
+        rows.append(Row("B12", f"p95 {missing}", backend, None, 50.0, None, "≤ 50 ms", None, "ms", "limit",
+                        "n/a — feature not built (no groups, events or directory yet)", 0))
+    return rows
