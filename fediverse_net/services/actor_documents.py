@@ -98,7 +98,9 @@ def create_of(note: Note, author: Actor, urls: Urls) -> JSON:
 
 async def public_note(ap_id: str) -> tuple[Note, Actor] | None:
     """A local public/unlisted note and its author; None for anything else (404, as Mastodon)."""
-    note = await Note.filter(ap_id=ap_id, local=True, visibility__in=["public", "unlisted"]).first()
+    note = await Note.filter(
+        ap_id=ap_id, local=True, visibility__in=["public", "unlisted"], author__deleted_at__isnull=True
+    ).first()
     if note is None:
         return None
     return note, await note.author
@@ -109,3 +111,8 @@ async def tombstone_for(ap_id: str) -> JSON | None:
     if row is None:
         return None
     return builders.tombstone(id=ap_id, former_type=row.former_type, deleted=row.deleted_at)
+
+
+async def local_author_handle(note_ap_id: str) -> str | None:
+    note = await Note.filter(ap_id=note_ap_id, local=True).select_related("author").first()
+    return note.author.handle if note is not None else None

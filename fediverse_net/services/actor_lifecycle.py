@@ -38,7 +38,11 @@ async def announce_update(deps: Deps, actor: Actor, *, signing_key_pem: str | No
     document = await document_for(actor, deps.urls)
     activity = builders.update_actor(id=f"{actor.ap_id}#updates/{new_token()}", actor_document=document)
     await record_outgoing(
-        deps, actor=actor, activity=activity, recipients=await contacts(actor), signing_key_pem=signing_key_pem
+        deps,
+        actor=actor,
+        activity=activity,
+        recipients=await contacts(actor),
+        signing_key_pem=signing_key_pem,
     )
 
 

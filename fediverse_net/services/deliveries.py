@@ -51,15 +51,7 @@ DEFAULT_LEASE: Final = timedelta(minutes=5)
 RETRYABLE_4XX: Final = frozenset({401, 408, 429})
 PAUSING_STATUSES: Final = frozenset({429, 503})
 FINISHED_STATES: Final = ("delivered", "failed", "dropped")
-_ROW_FIELDS: Final = (
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "claimed_until",
-    "last_status",
-    "last_error",
-    "updated_at",
-)
+_ROW_FIELDS: Final = ("state", "attempts", "next_attempt_at", "last_status", "last_error")
 
 
 # Network failures the client reports that retrying cannot fix (client.py error kinds; F10, F11).
@@ -170,7 +162,10 @@ _RANKED = """
         {excluded}
     ) ranked WHERE rn <= quota ORDER BY next_attempt_at, id LIMIT :pool"""
 # SQLite has one writer: a single UPDATE … RETURNING is atomic.
-_CLAIM_SQLITE = "UPDATE deliveries SET claimed_until = :until WHERE id IN ({ranked}) RETURNING id, host"
+_RETURNED = ("id", "activity_id", "inbox_url", "host", "attempts", "bypass_availability")
+_CLAIM_SQLITE = "UPDATE deliveries SET claimed_until = :until WHERE id IN ({ranked}) RETURNING " + ", ".join(
+    _RETURNED
+)
 # PostgreSQL: concurrent workers skip each other's locked rows (from a pool twice the batch, so a
 # worker racing another still finds work); the CTE runs once.
 _CLAIM_POSTGRES = """
@@ -180,7 +175,7 @@ _CLAIM_POSTGRES = """
       ORDER BY next_attempt_at, id LIMIT :limit
       FOR UPDATE SKIP LOCKED)
     UPDATE deliveries SET claimed_until = :until FROM picked
-    WHERE deliveries.id = picked.id RETURNING deliveries.id, deliveries.host"""
+    WHERE deliveries.id = picked.id RETURNING """ + ", ".join(f"deliveries.{name}" for name in _RETURNED)
 
 
 def _claim_sql(
@@ -201,6 +196,23 @@ def _claim_sql(
     return _render(template.format(ranked=ranked), params, postgres=postgres)
 
 
+@dataclass(slots=True)
+class Claim:
+    """A leased delivery: what the worker needs, and its outcome (set by `record_outcomes`)."""
+
+    id: int
+    activity_id: int
+    inbox_url: str
+    host: str
+    attempts: int
+    bypass_availability: bool
+    claimed_until: datetime | None
+    state: str = "pending"
+    next_attempt_at: datetime | None = None  # None: unchanged
+    last_status: int | None = None
+    last_error: str | None = None
+
+
 async def claim_due(
     limit: int,
     now: datetime,
@@ -208,7 +220,7 @@ async def claim_due(
     *,
     per_host: int = 8,
     exclude_hosts: Collection[str] = (),
-) -> list[Delivery]:
+) -> list[Claim]:
     """Lease up to `limit` due deliveries (at most `per_host` per host) until `now + lease`.
 
     Skips hosts in backoff and unavailable hosts (unless the row bypasses availability) and
@@ -240,11 +252,19 @@ async def claim_due(
             .using_db(conn)
             .update(backoff_until=until)
         )
-        return (
-            await Delivery.filter(id__in=[row["id"] for row in rows])
-            .using_db(conn)
-            .order_by("next_attempt_at", "id")
+    claims = [
+        Claim(
+            id=int(row["id"]),
+            activity_id=int(row["activity_id"]),
+            inbox_url=str(row["inbox_url"]),
+            host=str(row["host"]),
+            attempts=int(row["attempts"]),
+            bypass_availability=bool(row["bypass_availability"]),
+            claimed_until=until,
         )
+        for row in rows
+    ]
+    return sorted(claims, key=lambda claim: claim.id)
 
 
 # --- recording -------------------------------------------------------------------------------
@@ -254,7 +274,7 @@ async def claim_due(
 class Attempt:
     """What happened to one claimed delivery; `record_outcomes` writes a batch of them."""
 
-    delivery: Delivery
+    delivery: Claim
     status: int | None = None
     error: str | None = None
     retry_after: float | None = None  # seconds
@@ -280,7 +300,7 @@ def _short(text: str | None, status: int | None) -> str | None:
 def _settle(attempt: Attempt, now: datetime) -> Outcome | None:
     """Update the row in memory; return the outcome that counts for host health (None: neutral)."""
     row = attempt.delivery
-    row.claimed_until, row.updated_at = None, now
+    row.claimed_until = None
     if attempt.dropped is not None:
         row.state, row.last_error = "dropped", attempt.dropped[:500]
         return None
@@ -335,7 +355,7 @@ async def record_outcomes(attempts: Sequence[Attempt], now: datetime) -> None:
     hosts, gone = _tally(attempts, now)
     rows = [attempt.delivery for attempt in attempts]
     async with in_transaction() as conn:
-        await Delivery.bulk_update(rows, fields=_ROW_FIELDS, using_db=conn)
+        await _write_rows(conn, rows, now)
         await _hosts_reached(conn, [h for h, t in hosts.items() if t.reachable], now)
         for scheme in {t.scheme for t in hosts.values() if t.reachable and t.scheme}:
             await (
@@ -353,15 +373,27 @@ async def record_outcomes(attempts: Sequence[Attempt], now: datetime) -> None:
             await handle_gone_inbox(inbox_url, now, using_db=conn)
 
 
+async def _write_rows(conn: BaseDBAsyncClient, rows: list[Claim], now: datetime) -> None:
+    """One UPDATE per distinct outcome (a batch of deliveries is mostly identical rows)."""
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(getattr(row, name) for name in _ROW_FIELDS)].append(row.id)
+    for values, ids in groups.items():
+        changes = dict(zip(_ROW_FIELDS, values, strict=True))
+        if changes["next_attempt_at"] is None:  # not rescheduled
+            del changes["next_attempt_at"]
+        await Delivery.filter(id__in=ids).using_db(conn).update(**changes, claimed_until=None, updated_at=now)
+
+
 async def record_success(
-    delivery: Delivery, now: datetime, *, status: int = 202, scheme: str | None = None
+    delivery: Claim, now: datetime, *, status: int = 202, scheme: str | None = None
 ) -> None:
     """Record one delivered row (and that its host is up)."""
     await record_outcomes([Attempt(delivery, status=status, scheme=scheme)], now)
 
 
 async def record_failure(
-    delivery: Delivery,
+    delivery: Claim,
     now: datetime,
     *,
     status: int | None = None,

@@ -83,3 +83,7 @@ async def node_usage() -> NodeUsage:
     halfyear = await Account.filter(approved=True, last_login_at__gte=now - timedelta(days=180)).count()
     posts = await Note.filter(local=True).count()
     return NodeUsage(users_total=total, active_month=month, active_halfyear=halfyear, local_posts=posts)
+
+
+async def database_ping() -> None:
+    await Actor.filter(id=0).exists()

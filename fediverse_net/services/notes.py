@@ -116,6 +116,9 @@ async def delete_note(deps: Deps, author: Actor, note: Note) -> None:
     if note.author_id != author.id or not note.local:
         raise Forbidden("You can only delete your own posts.")
     recipients = await followers_of(author)
+    # Also everyone the note was addressed to (e.g. the author of the post it replied to).
+    addressed = [a for a in list(note.to) + list(note.cc) if isinstance(a, str) and not is_public(a)]
+    recipients += await Actor.filter(ap_id__in=addressed[:200], deleted_at=None)
     activity = builders.delete(
         id=f"{note.ap_id}#delete",
         actor=author.ap_id,

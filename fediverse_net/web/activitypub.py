@@ -95,20 +95,23 @@ async def note(request: Request) -> Response:
     """`/notes/{token}`: the Note (410 Tombstone once deleted); HTML readers get the thread page."""
     deps = deps_of(request)
     ap_id = deps.urls.note(request.path_params["token"])
+    if not wants_activitypub(request.headers.get("accept")):
+        # Browsers get the page, which applies the viewer's own visibility rules.
+        author = await actor_documents.local_author_handle(ap_id)
+        if author is not None:
+            return RedirectResponse(
+                f"/@{author}/notes/{request.path_params['token']}",
+                status_code=302,
+                headers={"Vary": "Accept"},
+            )
     found = await actor_documents.public_note(ap_id)
     if found is None:
         if (tombstone := await actor_documents.tombstone_for(ap_id)) is not None:
             return ActivityJSONResponse(tombstone, status_code=410)
         return json_error(404, "not found")
     note_row, author = found
-    if wants_activitypub(request.headers.get("accept")) and (denied := await fetch_denied(request)) is not None:
+    if (denied := await fetch_denied(request)) is not None:
         return denied
-    if not wants_activitypub(request.headers.get("accept")):
-        return RedirectResponse(
-            f"/@{author.username}/notes/{request.path_params['token']}",
-            status_code=302,
-            headers={"Vary": "Accept"},
-        )
     document = {"@context": builders.NOTE_CONTEXT, **note_object(note_row, author)}
     return ActivityJSONResponse(document)
 

@@ -9,6 +9,7 @@ from fediverse_net.web import activitypub, inbox, pages, social, wellknown
 
 def routes() -> list[BaseRoute]:
     return [
+        Route("/healthz", wellknown.healthz, name="healthz"),
         Route("/.well-known/webfinger", wellknown.webfinger, name="webfinger"),
         Route("/.well-known/host-meta", wellknown.host_meta, name="host_meta"),
         Route("/.well-known/host-meta.json", wellknown.host_meta, name="host_meta_json"),

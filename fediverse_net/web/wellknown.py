@@ -82,3 +82,12 @@ async def nodeinfo(request: Request) -> Response:
     return JSONResponse(
         document, headers={**CORS, "Cache-Control": "max-age=1800, public"}, media_type=profile
     )
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness and readiness: the database answers. 503 when it does not."""
+    try:
+        await discovery.database_ping()
+    except Exception as exc:  # any DB failure means not ready
+        return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})

@@ -24,9 +24,9 @@ from typing import Any, Final, Protocol
 from fediverse_net.activitypub.documents import key_id_of
 from fediverse_net.activitypub.errors import UnsafeURL
 from fediverse_net.activitypub.keys import SigningKey, load_private_key
-from fediverse_net.db.models import Actor, Delivery, OutgoingActivity
+from fediverse_net.db.models import Actor, OutgoingActivity
 from fediverse_net.deps import Deps
-from fediverse_net.services.deliveries import Attempt, claim_due, purge_finished, record_outcomes
+from fediverse_net.services.deliveries import Attempt, Claim, claim_due, purge_finished, record_outcomes
 
 log = logging.getLogger("fediverse_net.workers.delivery")
 
@@ -58,7 +58,7 @@ class _InFlight:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    delivery: Delivery
+    delivery: Claim
     body: bytes
     key: SigningKey
 
@@ -119,7 +119,7 @@ async def _top_up(deps: Deps, client: Poster, flight: _InFlight) -> list[Attempt
     return dropped
 
 
-async def _prepare(rows: list[Delivery]) -> tuple[list[_Job], list[Attempt]]:
+async def _prepare(rows: list[Claim]) -> tuple[list[_Job], list[Attempt]]:
     """Body bytes per activity and signing key per actor, loaded once for the batch."""
     activities = {
         a["id"]: a

@@ -74,8 +74,15 @@ class FakeFediverse:
     received: list[httpx.Request] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
 
-    def add_actor(self, username: str = "bob", domain: str = "remote.example", *, slot: int = 0,
-                  type: str = "Person", shared_inbox: bool = True) -> RemoteActor:
+    def add_actor(
+        self,
+        username: str = "bob",
+        domain: str = "remote.example",
+        *,
+        slot: int = 0,
+        type: str = "Person",
+        shared_inbox: bool = True,
+    ) -> RemoteActor:
         private_pem, public_pem = test_keypair(slot)
         actor = RemoteActor(
             id=f"https://{domain}/users/{username}",

@@ -19,7 +19,9 @@ def fake_transport(fediverse):
 
 @pytest.fixture
 async def alice(app, settings):
-    account = await create_member(settings, NewMember(handle="alice", password="correct horse", display_name="Alice"))
+    account = await create_member(
+        settings, NewMember(handle="alice", password="correct horse", display_name="Alice")
+    )
     await account.fetch_related("actor")
     return account.actor
 

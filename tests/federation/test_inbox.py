@@ -116,7 +116,9 @@ async def test_A3_signer_other_than_actor_is_401(client, fediverse, alice):
 async def test_A4_date_outside_the_window_is_401(client, fediverse, alice, offset):
     bob = fediverse.add_actor("bob")
     body = json.dumps(follow_of(fediverse, bob)).encode()
-    headers = sign_request("POST", "https://fedi.test/inbox", body, key=bob.key, now=datetime.now(UTC) + offset)
+    headers = sign_request(
+        "POST", "https://fedi.test/inbox", body, key=bob.key, now=datetime.now(UTC) + offset
+    )
     response = await client.post("/inbox", content=body, headers=headers)
     assert response.status_code == 401
     assert not await InboxItem.exists()
@@ -135,7 +137,9 @@ async def test_A5_replay_is_accepted_once(client, fediverse, alice, run_workers)
 
 async def test_A7_body_modified_after_signing_is_401(client, fediverse, alice):
     bob = fediverse.add_actor("bob")
-    response = await fediverse.post_signed(client, "/inbox", follow_of(fediverse, bob), as_actor=bob, tamper=True)
+    response = await fediverse.post_signed(
+        client, "/inbox", follow_of(fediverse, bob), as_actor=bob, tamper=True
+    )
     assert response.status_code == 401
     assert not await InboxItem.exists()
 
@@ -162,7 +166,9 @@ async def test_activity_id_on_another_origin_is_400(client, fediverse, alice):
 async def test_create_note_addressed_to_a_member_is_stored_sanitised(client, fediverse, alice, run_workers):
     bob = fediverse.add_actor("bob")
     create = create_of(fediverse, bob)
-    assert (await fediverse.post_signed(client, "/users/alice/inbox", create, as_actor=bob)).status_code == 202
+    assert (
+        await fediverse.post_signed(client, "/users/alice/inbox", create, as_actor=bob)
+    ).status_code == 202
     await run_workers()
     note = await Note.get(ap_id=create["object"]["id"])
     assert "<script" not in note.content
@@ -190,8 +196,12 @@ async def test_delete_of_a_note_by_its_owner_only(client, fediverse, alice, run_
     await run_workers()
     assert await Note.filter(ap_id=note_id).exists()  # row B16
     assert not await Tombstone.exists()
-    delete = {"id": f"{note_id}#delete", "type": "Delete", "actor": bob.id,
-              "object": {"id": note_id, "type": "Tombstone"}}
+    delete = {
+        "id": f"{note_id}#delete",
+        "type": "Delete",
+        "actor": bob.id,
+        "object": {"id": note_id, "type": "Tombstone"},
+    }
     await fediverse.post_signed(client, "/inbox", delete, as_actor=bob)
     await run_workers()
     assert not await Note.filter(ap_id=note_id).exists()
@@ -205,8 +215,14 @@ async def test_delete_of_a_note_by_its_owner_only(client, fediverse, alice, run_
 
 
 async def test_B39_delete_of_unknown_actor_is_202_without_fetching(client, fediverse, alice):
-    body = json.dumps({"id": "https://gone.example/users/x#delete", "type": "Delete",
-                       "actor": "https://gone.example/users/x", "object": "https://gone.example/users/x"})
+    body = json.dumps(
+        {
+            "id": "https://gone.example/users/x#delete",
+            "type": "Delete",
+            "actor": "https://gone.example/users/x",
+            "object": "https://gone.example/users/x",
+        }
+    )
     response = await client.post("/inbox", content=body, headers=AP)
     assert response.status_code == 202
     assert fediverse.fetched == []
@@ -242,7 +258,9 @@ async def test_C23_deeply_nested_json_is_400(client, fediverse, alice):
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"type": "Follow"}', b'{"id": 1, "type": "Follow", "actor": 2}'])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b'{"type": "Follow"}', b'{"id": 1, "type": "Follow", "actor": 2}']
+)
 async def test_malformed_activities_are_400(client, alice, body):
     response = await client.post("/inbox", content=body, headers=AP)
     assert response.status_code == 400
@@ -265,7 +283,9 @@ async def test_unknown_activity_type_is_accepted_and_ignored(client, fediverse, 
 
 async def test_inbox_of_unknown_member_is_404(client, fediverse, alice):
     bob = fediverse.add_actor("bob")
-    response = await fediverse.post_signed(client, "/users/nobody/inbox", follow_of(fediverse, bob), as_actor=bob)
+    response = await fediverse.post_signed(
+        client, "/users/nobody/inbox", follow_of(fediverse, bob), as_actor=bob
+    )
     assert response.status_code == 404
 
 

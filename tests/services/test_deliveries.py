@@ -441,9 +441,8 @@ async def test_purge_finished_keeps_pending_rows(deps, alice):
     rows = await outgoing_to(deps, alice, "a.example", "b.example")
     claimed = await claim_due(10, NOW)
     await record_success(claimed[0], NOW)
-    # `updated_at` is the database's own clock (auto_now), not the test clock.
-    assert await d.purge_finished(datetime.now(UTC) - timedelta(minutes=1)) == 0
-    assert await d.purge_finished(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert await d.purge_finished(NOW - timedelta(seconds=1)) == 0
+    assert await d.purge_finished(NOW + timedelta(seconds=1)) == 1
     assert [r.id for r in await Delivery.all()] == [rows[1].id]
 
 

@@ -203,3 +203,9 @@ async def test_followers_collection_is_paged(client, alice):
 async def test_unknown_route_is_404(client, app):
     assert (await client.get("/no/such/thing")).status_code == 404
     assert (await client.get("/users/nobody", headers={"Accept": AP})).status_code == 404
+
+
+async def test_healthz_reports_the_database(client, app):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

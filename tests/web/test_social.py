@@ -700,9 +700,6 @@ async def test_reply_error_on_the_home_page_keeps_the_draft_in_its_reply_box(as_
     assert "draft reply</textarea>" in response.text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="services/notes.delete_note sends the Delete to the author's followers only"
-)
 async def test_deleting_a_reply_reaches_the_author_it_was_sent_to(app, as_alice, alice, bob):
     bob_actor = await stored(app, bob)
     remote = await Note.create(
