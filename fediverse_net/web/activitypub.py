@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from fediverse_net.activitypub import builders
-from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.activitypub.errors import SignatureError
+from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.services import actor_documents, discovery, fetch_auth
 from fediverse_net.services.errors import NotFound
 from fediverse_net.services.notes import note_object
@@ -97,10 +97,10 @@ async def note(request: Request) -> Response:
     ap_id = deps.urls.note(request.path_params["token"])
     if not wants_activitypub(request.headers.get("accept")):
         # Browsers get the page, which applies the viewer's own visibility rules.
-        author = await actor_documents.local_author_handle(ap_id)
-        if author is not None:
+        handle = await actor_documents.local_author_handle(ap_id)
+        if handle is not None:
             return RedirectResponse(
-                f"/@{author}/notes/{request.path_params['token']}",
+                f"/@{handle}/notes/{request.path_params['token']}",
                 status_code=302,
                 headers={"Vary": "Accept"},
             )

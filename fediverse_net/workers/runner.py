@@ -16,9 +16,10 @@ Step = Callable[[Deps], Awaitable[int]]
 
 
 def default_steps() -> list[Step]:
-    from fediverse_net.workers import delivery, inbox
+    from fediverse_net.workers.delivery import step as delivery_step
+    from fediverse_net.workers.inbox import step as inbox_step
 
-    return [inbox.step, delivery.step]
+    return [inbox_step, delivery_step]
 
 
 class WorkerRunner:
