@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -154,6 +155,10 @@ async def _worker(settings: Settings, *, once: bool) -> int:
         if once:
             await runner.run_pending()
         else:
+            # Graceful shutdown: SIGTERM/SIGINT stop claiming; leases cover anything cut short.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
             await runner.run_forever()
     finally:
         await deps.http().aclose()

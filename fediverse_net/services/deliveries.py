@@ -3,8 +3,9 @@
 Policy (protocol.md §4.4–§4.5, security-matrix invariant 9; FEDERATION.md "Delivery"):
 
 * `classify`: 2xx delivered; 410 gone (drop the follower); 501 and every 4xx except 401, 408 and
-  429 permanent (Mastodon `response_error_unsalvageable?`); anything else, including network
-  errors and timeouts (status None), is retried.
+  429 permanent (Mastodon `response_error_unsalvageable?`), and so are redirects (never followed
+  on POST, security matrix row 31), NXDOMAIN and invalid TLS certificates (F10, F11); anything
+  else, including other network errors and timeouts (status None), is retried.
 * `next_attempt_at`: 17 tries (Mastodon's `retry: 16`), the n-th retry n⁴ + 15 s after the previous
   one plus up to 25 % jitter: ≥ 49.6 h, ≤ 62 h in all. `Retry-After` is honoured but clamped: we
   never come back before our own delay, and never wait more than an hour for it.

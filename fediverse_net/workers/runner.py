@@ -29,7 +29,9 @@ class WorkerRunner:
         self.idle_sleep = idle_sleep
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Set by the inbox and the outbox when they queue work, so workers start at once.
         self.wake = asyncio.Event()
+        deps.caches["wake"] = self.wake
 
     async def run_pending(self, max_rounds: int = 50) -> int:
         """Run every step until nothing is due (bounded), for tests and `worker --once`."""
@@ -63,11 +65,18 @@ class WorkerRunner:
     async def run_forever(self) -> None:
         self.start()
         await self._stopping.wait()
+        await self._drain()
 
     async def stop(self) -> None:
-        """Graceful: let in-flight items finish for a moment, then cancel (leases make it safe)."""
+        """Graceful: stop claiming, let in-flight items finish for a moment, then cancel.
+
+        Anything cut short keeps its lease and is picked up again later (at least once).
+        """
         self._stopping.set()
         self.wake.set()
+        await self._drain()
+
+    async def _drain(self) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=5)
             for task in pending:
