@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="make the member an instance admin")
     create.add_argument("--display-name", default="", help="display name")
     user_sub.add_parser("list", help="list member accounts")
+    rotate = user_sub.add_parser(
+        "rotate-key", help="give a member a new key pair (same key id), announced signed with the old key"
+    )
+    rotate.add_argument("name", help="the member's handle")
     return parser
 
 
@@ -83,6 +87,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run_db(settings, lambda: _user_create(settings, args, password))
     if args.command == "user" and args.user_command == "list":
         return _run_db(settings, _user_list)
+    if args.command == "user" and args.user_command == "rotate-key":
+        return _run_db(settings, lambda: _user_rotate_key(settings, args.name))
     raise CLIError(f"unknown command {args.command}")
 
 
@@ -224,4 +230,17 @@ async def _status(settings: Settings) -> int:
     width = max(len(k) for k in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+async def _user_rotate_key(settings: Settings, name: str) -> int:
+    from fediverse_net.db.models import Actor
+    from fediverse_net.deps import Deps
+    from fediverse_net.services.actor_lifecycle import rotate_key
+
+    actor = await Actor.filter(handle=name.strip().lstrip("@").lower(), local=True, deleted_at=None).first()
+    if actor is None or actor.type != "Person":
+        raise CLIError(f"no member called {name!r}")
+    await rotate_key(Deps(settings=settings), actor)
+    print(f"new key for @{actor.username}@{settings.domain}; the Update is queued for its contacts")
     return 0
