@@ -7,6 +7,7 @@ listed with its default in `deploy/env.example` and in the README.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,17 @@ PREFIX = "FEDINET_"
 RegistrationMode = Literal["open", "approval", "closed"]
 REGISTRATION_MODES: tuple[RegistrationMode, ...] = ("open", "approval", "closed")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+RATE_SETTINGS = (
+    "rate_limit_signup",
+    "rate_limit_login",
+    "rate_limit_post",
+    "rate_limit_follow",
+    "rate_limit_report",
+    "rate_limit_inbox",
+    "rate_limit_inbox_failures",
+    "rate_limit_remote_follows",
+)
+_RATE_RE = re.compile(r"\s*\d{1,9}\s*/\s*(?:[1-9]\d{0,8})?\s*[smhd]?\s*")
 
 
 class ConfigError(ValueError):
@@ -62,6 +74,17 @@ class Settings:
     max_body_bytes: int = 1_048_576
     delivery_concurrency: int = 64
     delivery_per_host: int = 4
+    # Rate limits, `COUNT/PERIOD` (period in seconds or with s/m/h/d); `0/1` disables one.
+    rate_limits_enabled: bool = True
+    rate_limit_signup: str = "10/1h"  # sign-ups per IP
+    rate_limit_login: str = "20/5m"  # login attempts per IP, and per handle
+    rate_limit_post: str = "30/5m"  # posts and replies per member
+    rate_limit_follow: str = "60/1h"  # follow requests per member
+    rate_limit_report: str = "10/1h"  # reports per member
+    rate_limit_inbox: str = "1200/5m"  # inbox POSTs per IP
+    rate_limit_inbox_failures: str = "30/5m"  # rejected (401) inbox POSTs per IP before 429
+    rate_limit_remote_follows: str = "30/1m"  # Follow activities per remote domain
+    send_blocks: bool = True  # deliver Block to the blocked remote actor (Mastodon does)
 
     def __post_init__(self) -> None:
         if self.registration_mode not in REGISTRATION_MODES:
@@ -72,6 +95,9 @@ class Settings:
         if not domain or "/" in domain or "@" in domain or " " in domain:
             raise ConfigError(f"{PREFIX}DOMAIN must be host[:port], not {self.domain!r}")
         object.__setattr__(self, "domain", domain)
+        for name in RATE_SETTINGS:
+            if not _RATE_RE.fullmatch(getattr(self, name)):
+                raise ConfigError(f"{PREFIX}{name.upper()} must look like 30/5m, not {getattr(self, name)!r}")
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite://{self.data_dir / 'fediverse.sqlite3'}")
 
@@ -107,13 +133,20 @@ class Settings:
             "registration_mode": get("REGISTRATION_MODE") or "open",
             "log_level": (get("LOG_LEVEL") or "INFO").upper(),
         }
-        for name in ("ALLOW_PRIVATE_ADDRESSES", "AUTHORIZED_FETCH", "RUN_WORKERS"):
+        booleans = (
+            "ALLOW_PRIVATE_ADDRESSES",
+            "AUTHORIZED_FETCH",
+            "RUN_WORKERS",
+            "RATE_LIMITS_ENABLED",
+            "SEND_BLOCKS",
+        )
+        for name in booleans:
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = _bool(name, value)
         for name in ("MAX_BODY_BYTES", "DELIVERY_CONCURRENCY", "DELIVERY_PER_HOST"):
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = _int(name, value)
-        for name in ("INSTANCE_NAME", "INSTANCE_DESCRIPTION"):
+        for name in ("INSTANCE_NAME", "INSTANCE_DESCRIPTION", *(n.upper() for n in RATE_SETTINGS)):
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = value
         kwargs["secret_key"] = get("SECRET_KEY") or load_or_create_secret(data_dir)

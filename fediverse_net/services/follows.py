@@ -13,6 +13,7 @@ from fediverse_net.activitypub.parse import JSON
 from fediverse_net.db.models import Actor, Follow
 from fediverse_net.deps import Deps
 from fediverse_net.services.errors import Conflict, NotFound, ServiceError
+from fediverse_net.services.moderation import ensure_no_block
 from fediverse_net.services.outbox import record_outgoing
 from fediverse_net.urls import new_token
 
@@ -32,6 +33,7 @@ async def follow(deps: Deps, follower: Actor, target: Actor) -> Follow:
         raise ServiceError("That account cannot be followed.")
     if await Follow.filter(follower=follower, followee=target).exists():
         raise Conflict("You already follow (or asked to follow) that account.")
+    await ensure_no_block(follower, target)
     activity_id = deps.urls.activity(new_token())
     activity = builders.follow(id=activity_id, actor=follower.ap_id, object=target.ap_id)
     async with in_transaction():

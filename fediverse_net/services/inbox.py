@@ -19,6 +19,7 @@ from fediverse_net.activitypub.signatures import RequestParts, verify_request
 from fediverse_net.db.models import Actor, InboxItem
 from fediverse_net.deps import Deps
 from fediverse_net.logs import event
+from fediverse_net.services import moderation, ratelimit
 from fediverse_net.services.remote_actors import key_lookup
 
 log = logging.getLogger("fediverse_net.federation")
@@ -52,6 +53,9 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     """Authenticate and persist one inbox POST. Raises ProtocolError / SignatureError."""
     activity = loads_object(parts.body)
     activity_id, kind, actor_id = _shape(activity)
+    # Blocked domains (actor's or keyId's host) and suspended actors: 403 before any key fetch or
+    # write (security matrix rows 21, 35).
+    await moderation.check_inbound(deps, kind, actor_id, parts.headers)
     # Mastodon sends Delete{actor} for accounts we never saw: acknowledge without fetching
     # anything (security matrix row 39, protocol §9 item 32).
     if (
@@ -71,6 +75,8 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
             raise SignatureError("the signer is not the activity's actor")
     if not same_origin(activity_id, actor_id):
         raise ProtocolError("activity id is not on the actor's origin")
+    if kind == "Follow":  # follow spam: a budget per remote domain (ratelimit.RateLimited → 429)
+        ratelimit.check(deps, "rate_limit_remote_follows", host_of(actor_id), what="follow requests")
     await _note_contact(deps, actor_id)
     try:
         await InboxItem.create(

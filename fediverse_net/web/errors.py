@@ -17,6 +17,8 @@ from fediverse_net.activitypub.errors import (
     SignatureError,
     UnsupportedMediaType,
 )
+from fediverse_net.services.moderation import Refused
+from fediverse_net.services.ratelimit import RateLimited
 from fediverse_net.web.responses import json_error
 
 log = logging.getLogger("fediverse_net.web")
@@ -42,9 +44,20 @@ async def _signature(request: Request, exc: Exception) -> Response:
     return json_error(401, str(exc) or "signature verification failed")
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    return json_error(403, str(exc) or "refused")
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return json_error(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 def exception_handlers() -> Mapping[Any, Any]:
     return {
         HTTPException: _http_exception,
         ProtocolError: _protocol,
         SignatureError: _signature,
+        Refused: _refused,
+        RateLimited: _rate_limited,
     }

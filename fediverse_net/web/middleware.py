@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fediverse_net.logs import event
+from fediverse_net.services import ratelimit
 
 log = logging.getLogger("fediverse_net.http")
 
@@ -23,6 +25,47 @@ SECURITY_HEADERS = [
 ]
 
 
+def send_with_headers(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}
+            message["headers"] = headers + [h for h in SECURITY_HEADERS if h[0] not in present]
+        await send(message)
+
+    return wrapped
+
+
+def _inbox_post_ip(scope: Scope) -> str | None:
+    """The client address of an inbox POST (per-IP limits), else None."""
+    if scope.get("method") != "POST" or not str(scope.get("path", "")).endswith("/inbox"):
+        return None
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _inbox_throttle(scope: Scope, ip: str) -> ASGIApp | None:
+    """A 429 answer when this address sent too many inbox POSTs or too many bad signatures.
+
+    Checked before the body is read or any key fetched (security matrix rows 40, F13).
+    """
+    app = scope.get("app")
+    deps = getattr(getattr(app, "state", None), "deps", None)
+    if deps is None:
+        return None
+    wait = ratelimit.exhausted(deps, "rate_limit_inbox_failures", ip)
+    if not wait:
+        try:
+            ratelimit.check(deps, "rate_limit_inbox", ip, what="requests")
+        except ratelimit.RateLimited as exc:
+            wait = exc.retry_after
+    if not wait:
+        return None
+    body = b'{"error":"too many requests"}'
+    headers = {"Retry-After": str(wait), "Content-Type": "application/json"}
+    return Response(body, status_code=429, headers=headers)
+
+
 class AccessLogAndHeaders:
     """One structured log line per request; security headers on every response."""
 
@@ -35,6 +78,10 @@ class AccessLogAndHeaders:
             return
         start = time.perf_counter()
         status = 500
+        inbox_ip = _inbox_post_ip(scope)
+        if inbox_ip is not None and (refusal := _inbox_throttle(scope, inbox_ip)) is not None:
+            await refusal(scope, receive, send_with_headers(send))
+            return
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -48,6 +95,9 @@ class AccessLogAndHeaders:
 
         try:
             await self.app(scope, receive, send_wrapper)
+            if inbox_ip is not None and status == 401:
+                # Bad signatures cost the sender: past the budget it gets 429 (row 40).
+                ratelimit.charge(scope["app"].state.deps, "rate_limit_inbox_failures", inbox_ip)
         finally:
             event(
                 log,

@@ -92,14 +92,20 @@ async def run_until_idle(deps: Deps, *, max_steps: int = 1000) -> int:
     return total
 
 
-async def shutdown(deps: Deps) -> None:
-    """Cancel in-flight POSTs (their leases expire and the rows are sent again later)."""
+async def shutdown(deps: Deps, *, grace: float = 0.0) -> int:
+    """Stop: let in-flight POSTs finish for up to `grace` seconds and record them; cancel the rest
+    (their leases expire and they are sent again later). Returns how many were recorded."""
     flight = _flight(deps)
     tasks = list(flight.tasks)
     flight.tasks.clear()
+    if tasks and grace > 0:
+        await asyncio.wait(tasks, timeout=grace)
+    finished = [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await record_outcomes(finished, deps.clock())
+    return len(finished)
 
 
 async def _top_up(deps: Deps, client: Poster, flight: _InFlight) -> list[Attempt]:

@@ -214,6 +214,23 @@ async def test_per_host_in_flight_is_bounded(deps, alice, poster, settings):
     assert await Delivery.filter(state="delivered").count() == 40
 
 
+async def test_shutdown_records_what_finishes_within_the_grace_and_leaves_the_rest_leased(
+    deps, alice, poster
+):
+    poster.delays["https://slow.example/inbox"] = 30
+    poster.delays["https://soon.example/inbox"] = 0.2
+    outgoing = await send(deps, alice, ["https://slow.example/inbox", "https://soon.example/inbox"])
+    await delivery._top_up(deps, poster, delivery._flight(deps))  # both in flight
+    assert await delivery.shutdown(deps, grace=1.0) == 1
+    assert await states(outgoing) == {
+        "https://slow.example/inbox": "pending",
+        "https://soon.example/inbox": "delivered",
+    }
+    slow = await Delivery.get(activity_id=outgoing.id, host="slow.example")
+    assert (slow.attempts, slow.claimed_until is not None) == (0, True)  # sent again after the lease
+    assert delivery._flight(deps).tasks == {}
+
+
 async def test_runner_cranks_the_delivery_step(deps, alice, poster):
     outgoing = await send(deps, alice, ["https://a.example/inbox"])
     assert await WorkerRunner(deps, steps=[delivery.step]).run_pending() == 1

@@ -14,7 +14,20 @@ from fediverse_net.activitypub.parse import get_type
 from fediverse_net.db.models import InboxItem
 from fediverse_net.deps import Deps
 from fediverse_net.logs import event
-from fediverse_net.services.handlers import context, create, delete, follow, responses, undo, update
+from fediverse_net.services import moderation
+from fediverse_net.services.handlers import (
+    announce,
+    block,
+    context,
+    create,
+    delete,
+    flag,
+    follow,
+    join,
+    responses,
+    undo,
+    update,
+)
 
 log = logging.getLogger("fediverse_net.federation")
 Handler = Callable[[context.Incoming], Awaitable[None]]
@@ -27,6 +40,11 @@ HANDLERS: Final[Mapping[str, Handler]] = {
     "Create": create.handle,
     "Update": update.handle,
     "Delete": delete.handle,
+    "Block": block.handle,
+    "Flag": flag.handle,
+    "Join": join.handle_join,
+    "Leave": join.handle_leave,
+    "Announce": announce.handle,
 }
 
 
@@ -39,6 +57,11 @@ async def process_inbox_item(deps: Deps, item: InboxItem) -> None:
     incoming = await context.load(deps, item)
     if incoming is None:
         event(log, "inbox dropped", activity=item.activity_id, reason="actor unavailable")
+        return
+    # Blocks and domain policies apply to every IRI the activity touches (security matrix row 36).
+    refused = await moderation.inbound_refused(deps, incoming.actor, incoming.activity, item.recipient)
+    if refused is not None:
+        event(log, "inbox dropped", activity=item.activity_id, reason=refused)
         return
     await handler(incoming)
     event(log, "inbox processed", activity=item.activity_id, type=item.type, actor=item.actor_ap_id)

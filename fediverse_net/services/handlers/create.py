@@ -11,6 +11,7 @@ from __future__ import annotations
 from fediverse_net.activitypub.errors import FetchError, ProtocolError, UnsafeURL
 from fediverse_net.activitypub.parse import JSON, get_id, get_type, ids_of, same_origin
 from fediverse_net.db.models import Actor, Follow, Note, Tombstone
+from fediverse_net.services.groups.posting import receive_create
 from fediverse_net.services.handlers.context import Incoming
 from fediverse_net.services.notes import NOTE_TYPES, store_remote_note
 from fediverse_net.services.remote_actors import instance_signing_key
@@ -58,6 +59,12 @@ async def handle(inc: Incoming) -> None:
     if get_id(document.get("attributedTo")) != inc.actor.ap_id:
         return
     if await Tombstone.filter(ap_id=document["id"]).exists():
+        return
+    # Posts for our groups follow the group algorithm (protocol §2.7): accepted ones are stored
+    # and announced, refused ones are only logged for the group's moderators.
+    trusted = not inc.item.refetch and isinstance(inc.activity.get("object"), dict)
+    verdict = await receive_create(inc.deps, inc.actor, inc.activity, document, trusted_activity=trusted)
+    if verdict is not None:
         return
     if await is_relevant(inc, document):
         await store_remote_note(inc.deps, inc.actor, document)

@@ -7,7 +7,9 @@ from tortoise.transactions import in_transaction
 from fediverse_net.activitypub.parse import get_id
 from fediverse_net.db.models import Actor, Follow
 from fediverse_net.services.follows import send_accept, send_reject
+from fediverse_net.services.groups.membership import receive_follow
 from fediverse_net.services.handlers.context import Incoming
+from fediverse_net.services.moderation import needs_approval
 
 
 async def handle(inc: Incoming) -> None:
@@ -16,6 +18,9 @@ async def handle(inc: Incoming) -> None:
     if target is None or target.id == inc.actor.id:
         return
     follower = inc.actor
+    if target.type == "Group":  # our groups: open ones accept, others queue for moderators
+        await receive_follow(inc.deps, target, follower, inc.activity)
+        return
     async with in_transaction():
         row = await Follow.filter(follower=follower, followee=target).first()
         if target.type == "Application":
@@ -27,7 +32,9 @@ async def handle(inc: Incoming) -> None:
             row = Follow(follower=follower, followee=target, state="pending")
         # A repeated Follow carries a new id: keep it, and re-send the Accept (Mastodon does).
         row.ap_id = inc.item.activity_id
-        if row.state == "pending" and not target.manually_approves_followers:
+        # Follows from a limited (silenced) actor or domain wait for the member's approval.
+        auto = not target.manually_approves_followers and not await needs_approval(inc.deps, follower)
+        if row.state == "pending" and auto:
             row.state = "accepted"
             row.accepted_at = inc.deps.clock()
         await row.save()

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from fediverse_net.activitypub.parse import get_id, get_type
 from fediverse_net.db.models import Follow
+from fediverse_net.services.groups.membership import receive_join_answer
 from fediverse_net.services.handlers.context import Incoming
+
+
+async def _group_join_answer(inc: Incoming, *, accepted: bool) -> bool:
+    """Accept/Reject{Join} from a remote group for one of our members (protocol §5.11)."""
+    obj = inc.activity.get("object")
+    if inc.actor.type != "Group" or (isinstance(obj, dict) and get_type(obj) != "Join"):
+        return False
+    member_id = get_id(obj.get("actor")) if isinstance(obj, dict) else None
+    return await receive_join_answer(inc.actor, get_id(obj), member_id, accepted)
 
 
 async def _our_follow(inc: Incoming) -> Follow | None:
@@ -34,6 +44,8 @@ async def _our_follow(inc: Incoming) -> Follow | None:
 
 
 async def handle_accept(inc: Incoming) -> None:
+    if await _group_join_answer(inc, accepted=True):
+        return
     row = await _our_follow(inc)
     if row is None or row.state == "accepted":
         return
@@ -43,6 +55,8 @@ async def handle_accept(inc: Incoming) -> None:
 
 
 async def handle_reject(inc: Incoming) -> None:
+    if await _group_join_answer(inc, accepted=False):
+        return
     row = await _our_follow(inc)
     if row is not None:
         await row.delete()

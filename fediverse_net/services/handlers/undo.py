@@ -5,6 +5,7 @@ from __future__ import annotations
 from fediverse_net.activitypub.parse import get_id, get_type
 from fediverse_net.db.models import Follow
 from fediverse_net.services.handlers.context import Incoming
+from fediverse_net.services.handlers.join import undo_for_groups
 
 
 async def handle(inc: Incoming) -> None:
@@ -13,8 +14,10 @@ async def handle(inc: Incoming) -> None:
     if isinstance(inner, dict):
         if get_id(inner.get("actor")) != inc.actor.ap_id:
             return  # the inner activity must be the undoer's own
-        if get_type(inner) != "Follow":
+        if get_type(inner) not in ("Follow", "Join"):
             return
+    if await undo_for_groups(inc, inner, inner_id):
+        return  # Undo{Join} of one of our groups (a Leave)
     deleted = 0
     if inner_id:
         deleted = await Follow.filter(ap_id=inner_id, follower=inc.actor).delete()
