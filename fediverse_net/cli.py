@@ -52,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="make the member an instance admin")
     create.add_argument("--display-name", default="", help="display name")
     user_sub.add_parser("list", help="list member accounts")
+
+    group = sub.add_parser("group", help="manage groups")
+    group_sub = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
+    group_create = group_sub.add_parser("create", help="create a group owned by a member")
+    group_create.add_argument("name", help="handle: 1-30 of a-z, 0-9, _ (shares the namespace of members)")
+    group_create.add_argument("--owner", required=True, help="handle of the member who becomes its admin")
+    group_create.add_argument("--join-mode", choices=["open", "approval", "invite"], default="open")
+    group_create.add_argument("--display-name", default="", help="display name (default: the handle)")
+    group_create.add_argument("--description", default="", help="what the group is about (Markdown)")
+    group_create.add_argument("--posting", choices=["members", "followers", "moderators"], default="members")
+    group_create.add_argument("--visibility", choices=["public", "unlisted"], default="public")
+    group_sub.add_parser("list", help="list groups")
     rotate = user_sub.add_parser(
         "rotate-key", help="give a member a new key pair (same key id), announced signed with the old key"
     )
@@ -85,6 +97,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "user" and args.user_command == "create":
         password = _read_password()
         return _run_db(settings, lambda: _user_create(settings, args, password))
+    if args.command == "group":
+        return _run_db(settings, lambda: _group_command(settings, args))
     if args.command == "user" and args.user_command == "list":
         return _run_db(settings, _user_list)
     if args.command == "user" and args.user_command == "rotate-key":
@@ -198,6 +212,37 @@ async def _user_create(settings: Settings, args: argparse.Namespace, password: s
         raise CLIError(str(exc)) from None
     await account.fetch_related("actor")
     print(f"created @{account.actor.username}@{settings.domain}{' (admin)' if account.is_admin else ''}")
+    return 0
+
+
+async def _group_command(settings: Settings, args: argparse.Namespace) -> int:
+    from fediverse_net.db.models import Actor, Group
+    from fediverse_net.services.errors import ServiceError
+    from fediverse_net.services.groups.core import GroupInput, create_group, member_count
+
+    if args.group_command == "list":
+        rows = await Group.all().select_related("actor").order_by("id")
+        for row in rows:
+            count = await member_count(row.actor)
+            print(f"{row.actor.username}\t{row.actor.name}\t{row.join_mode}\t{count} members")
+        if not rows:
+            print("no groups yet", file=sys.stderr)
+        return 0
+    owner = await Actor.filter(handle=args.owner.lstrip("@").lower(), type="Person", local=True).first()
+    if owner is None:
+        raise CLIError(f"no member called {args.owner!r}")
+    form = GroupInput(
+        name=args.display_name or args.name,
+        description=args.description,
+        join_mode=args.join_mode,
+        posting=args.posting,
+        visibility=args.visibility,
+    )
+    try:
+        actor = await create_group(settings, args.name, owner, form)
+    except ServiceError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"created group @{actor.username}@{settings.domain} ({args.join_mode}), admin @{owner.username}")
     return 0
 
 

@@ -43,9 +43,9 @@ async def _sever(deps: Deps, owner: Actor, others: list[int]) -> None:
     ours = await Follow.filter(follower_id=owner.id, followee_id__in=others).select_related("followee")
     for row in ours:
         await follows.unfollow(deps, owner, row.followee)
-    theirs = await Follow.filter(followee_id=owner.id, follower_id__in=others).values_list("id", flat=True)
-    for follow_id in theirs:
-        await follows.remove_follower(deps, owner, int(follow_id))
+    theirs = await Follow.filter(followee_id=owner.id, follower_id__in=others).values("id")
+    for row in theirs:
+        await follows.remove_follower(deps, owner, int(row["id"]))
 
 
 async def _check_quota(owner: Actor) -> None:
@@ -94,8 +94,8 @@ async def block_domain(deps: Deps, owner: Actor, raw_domain: str, kind: str = "b
         row = await ActorBlock.create(owner=owner, target_domain=domain, kind=kind)
         if kind == "block":
             match = Q(domain=domain) | Q(domain__startswith=f"{domain}:") | Q(domain__endswith=f".{domain}")
-            others = await Actor.filter(match, local=False).values_list("id", flat=True)
-            await _sever(deps, owner, [int(i) for i in others])
+            others = await Actor.filter(match, local=False).values("id")
+            await _sever(deps, owner, [int(row["id"]) for row in others])
     return row
 
 

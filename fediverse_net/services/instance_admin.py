@@ -79,8 +79,8 @@ async def block_domain(
         row.private_comment = comment.strip()[:MAX_COMMENT]
         await row.save()
         if severity == "suspend":
-            remote = Actor.filter(_domain_actors(domain), local=False).values_list("id", flat=True)
-            ids = list(await remote)
+            remote = await Actor.filter(_domain_actors(domain), local=False).values("id")
+            ids = [int(row["id"]) for row in remote]
             await Follow.filter(Q(follower_id__in=ids) | Q(followee_id__in=ids)).delete()
         flags = [f for f, on in (("reject media", reject_media), ("reject reports", reject_reports)) if on]
         await audit(admin, f"domain.{severity}", domain, ", ".join(flags))

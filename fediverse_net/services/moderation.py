@@ -266,8 +266,8 @@ async def inbound_refused(deps: Deps, actor: Actor, activity: JSON, recipient: s
         if iri != actor.ap_id and not deps.urls.is_local(iri) and await is_suspended_domain(deps, iri):
             return "touches a suspended domain"
     local_iris = [i for i in iris if deps.urls.is_local(i)] + ([recipient] if recipient else [])
-    locals_ = await Actor.filter(ap_id__in=local_iris[:MAX_IRIS], local=True).values_list("id", flat=True)
-    recipients = {int(i) for i in locals_} | set(local_authors)
+    locals_ = await Actor.filter(ap_id__in=local_iris[:MAX_IRIS], local=True).values("id")
+    recipients = {int(row["id"]) for row in locals_} | set(local_authors)
     if await blocked_for(deps, recipients, [actor.ap_id, *iris], actor=actor.ap_id):
         return "blocked"
     return None

@@ -11,9 +11,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fediverse_net.activitypub.vocab import wants_activitypub
-from fediverse_net.services import actor_documents, profiles
+from fediverse_net.services import actor_documents, moderation, profiles, ratelimit
 from fediverse_net.services.errors import Conflict, Forbidden, NotFound, ServiceError
 from fediverse_net.web.forms import current_account, field, flash, login, logout, read_form
+from fediverse_net.web.moderation import client_ip, too_many
 from fediverse_net.web.responses import ActivityJSONResponse, json_error
 from fediverse_net.web.templating import error_page, html_errors, render
 from fediverse_net.web.wellknown import deps_of
@@ -38,6 +39,11 @@ async def home(request: Request) -> Response:
     if account is None:
         return await render(request, "home.html", {"timeline": None})
     timeline = await profiles.home_timeline(account, _page_number(request))
+    # Blocked and muted accounts (and domains) stay out of the member's timeline.
+    hidden = await moderation.hidden_author_ids(account.actor, {n.author_id for n in timeline.notes})
+    if hidden:
+        kept = [n for n in timeline.notes if n.author_id not in hidden]
+        timeline = profiles.TimelinePage(notes=kept, page=timeline.page, has_next=timeline.has_next)
     return await render(request, "home.html", {"timeline": timeline})
 
 
@@ -49,6 +55,10 @@ async def signup(request: Request) -> Response:
         return await render(request, "signup.html", {"values": {}, "error": None}, status=status)
     form = await read_form(request)
     values = {name: field(form, name) for name in ("handle", "display_name", "reason")}
+    try:  # anti-spam: sign-ups per address
+        ratelimit.check(deps_of(request), "rate_limit_signup", f"ip:{client_ip(request)}", what="sign-ups")
+    except ratelimit.RateLimited as exc:
+        return await too_many(request, exc)
     new = profiles.SignUp(password=field(form, "password"), **values)
     try:
         account = await profiles.sign_up(settings, new)
@@ -71,6 +81,13 @@ async def login_page(request: Request) -> Response:
         return await render(request, "login.html", {"handle": "", "error": None})
     form = await read_form(request, max_field=2_000)
     handle = field(form, "handle")
+    try:  # password guessing: attempts per address and per handle
+        deps = deps_of(request)
+        ratelimit.check(deps, "rate_limit_login", f"ip:{client_ip(request)}", what="login attempts")
+        who = handle.strip().lower()[:64]
+        ratelimit.check(deps, "rate_limit_login", f"handle:{who}", what="login attempts")
+    except ratelimit.RateLimited as exc:
+        return await too_many(request, exc)
     try:
         account = await profiles.log_in(handle, field(form, "password"))
     except ServiceError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from fediverse_net.web import activitypub, inbox, moderation, pages, social, wellknown
+from fediverse_net.web import activitypub, group_ap, groups, inbox, moderation, pages, social, wellknown
 
 
 def routes() -> list[BaseRoute]:
@@ -23,6 +23,8 @@ def routes() -> list[BaseRoute]:
         Route("/users/{handle}/{which:str}", activitypub.collection, name="member_collection"),
         Route("/notes/{token}", activitypub.note, name="note"),
         Route("/activities/{token}", activitypub.activity, name="activity"),
+        *group_ap.routes(),
+        *groups.routes(),
         *moderation.routes(),
         *social.routes(),
         *pages.routes(),

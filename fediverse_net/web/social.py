@@ -16,9 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.db.models import Account, Actor
-from fediverse_net.services import profiles, timeline
+from fediverse_net.services import blocks, profiles, ratelimit, timeline
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
-from fediverse_net.web import pages
+from fediverse_net.web import moderation, pages
 from fediverse_net.web.forms import current_account, field, flash, logout, read_form
 from fediverse_net.web.templating import error_page, html_errors, render
 from fediverse_net.web.wellknown import deps_of
@@ -55,6 +55,15 @@ async def _member(request: Request) -> Account:
     if account is None:
         raise Forbidden("Please log in first.")
     return account
+
+
+async def _limited(request: Request, setting: str, account: Account, what: str) -> Response | None:
+    """429 page when the member used up `settings.<setting>` (anti-spam), else None."""
+    try:
+        ratelimit.check(deps_of(request), setting, f"account:{account.id}", what=what)
+    except ratelimit.RateLimited as exc:
+        return await moderation.too_many(request, exc)
+    return None
 
 
 def _int(raw: str) -> int:
@@ -102,6 +111,8 @@ async def compose(request: Request) -> Response:
     """POST `/notes`: a new post from the home page, or a reply (`in_reply_to`) from a thread."""
     form = await read_form(request, max_field=20_000)
     account = await _member(request)
+    if (limited := await _limited(request, "rate_limit_post", account, "posts")) is not None:
+        return limited
     draft = timeline.Draft(
         source=field(form, "content"),
         visibility=field(form, "visibility") or "public",
@@ -157,6 +168,7 @@ async def _card_page(request: Request, query: str, *, title: str) -> Response:
         return await render(request, "social_search.html", context)
     try:
         context["card"] = await timeline.card(deps_of(request), account.actor, query)
+        context["safety"] = await blocks.relation(account.actor, context["card"].actor)
     except ServiceError as exc:
         context["error"] = str(exc)
         status = 404 if isinstance(exc, NotFound) else 400
@@ -185,6 +197,8 @@ async def follow(request: Request) -> Response:
     """POST `/follow` with `actor_id`: send a follow request."""
     form = await read_form(request)
     account = await _member(request)
+    if (limited := await _limited(request, "rate_limit_follow", account, "follow requests")) is not None:
+        return limited
     back = _local_path(field(form, "back"))
     try:
         target = await timeline.follow_actor(deps_of(request), account.actor, _int(field(form, "actor_id")))

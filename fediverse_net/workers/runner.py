@@ -82,3 +82,8 @@ class WorkerRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            self._tasks = []
+        from fediverse_net.workers.delivery import shutdown
+
+        # POSTs still in flight get a few seconds to finish and be recorded.
+        await shutdown(self.deps, grace=5.0)
