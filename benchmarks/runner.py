@@ -31,6 +31,8 @@ def parse(argv: list[str] | None) -> tuple[Options, Path]:
     p.add_argument("--pg-url", default=os.environ.get("FEDINET_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
                    help="PostgreSQL server to create (and drop) a benchmark database on")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="time budget: scenarios not started by then get a 'skipped' row (0: none)")
     args = p.parse_args(argv)
     only = frozenset(s.strip().upper() for s in args.only.split(",") if s.strip())
     unknown = only - set(ALL)
@@ -38,7 +40,8 @@ def parse(argv: list[str] | None) -> tuple[Options, Path]:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     backends = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
-    opts = Options(quick=args.quick, rounds=max(1, rounds), only=only, backends=backends, pg_url=args.pg_url)
+    opts = Options(quick=args.quick, rounds=max(1, rounds), only=only, backends=backends, pg_url=args.pg_url,
+                   deadline=time.monotonic() + args.max_seconds if args.max_seconds > 0 else 0.0)
     return opts, Path(args.out) if args.out else RESULTS
 
 
@@ -70,8 +73,12 @@ def notes(rows: list[Row]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-async def _guard(rows: list[Row], scenario: str, db: str, title: str, body: Callable[[], Awaitable[list[Row]]]) -> None:
+async def _guard(rows: list[Row], scenario: str, db: str, title: str, body: Callable[[], Awaitable[list[Row]]],
+                 deadline: float = 0.0) -> None:
     started = time.monotonic()
+    if deadline and started > deadline:
+        rows.append(Row(scenario, title, db, note="skipped: the run's time budget (--max-seconds) was used up"))
+        return
     print(f"… {scenario} {db}: {title}", file=sys.stderr, flush=True)
     try:
         got = await body()
@@ -117,31 +124,31 @@ async def run_all(opts: Options, workdir: Path) -> list[Row]:
         wanted = [s for s in ("B1", "B2", "B3") if opts.wants(s)]
         if wanted:
             await _guard(rows, "/".join(wanted), backend, "HTTP server scenarios", lambda b=backend: _with_db(
-                opts, b, workdir, "http", lambda d, b=b: http.run_http(opts, b, d, workdir)))
+                opts, b, workdir, "http", lambda d, b=b: http.run_http(opts, b, d, workdir)), opts.deadline)
         if opts.wants("B4"):
             await _guard(rows, "B4", backend, "inbox processing", lambda b=backend: _with_db(
-                opts, b, workdir, "b4", lambda d, b=b: inbox.run_b4(opts, b, d, workdir)))
+                opts, b, workdir, "b4", lambda d, b=b: inbox.run_b4(opts, b, d, workdir)), opts.deadline)
     if opts.wants("B5"):
-        await _guard(rows, "B5", "-", "signed delivery", lambda: dlv.run_b5(opts, workdir))
+        await _guard(rows, "B5", "-", "signed delivery", lambda: dlv.run_b5(opts, workdir), opts.deadline)
     for backend in backends:
         if opts.wants("B6") or opts.wants("B8"):
             await _guard(rows, "B6/B8", backend, "fan-out burst and fairness", lambda b=backend: _with_db(
-                opts, b, workdir, "b6", lambda d, b=b: dlv.run_b6_b8(opts, b, d, workdir)))
+                opts, b, workdir, "b6", lambda d, b=b: dlv.run_b6_b8(opts, b, d, workdir)), opts.deadline)
         if opts.wants("B7"):
             await _guard(rows, "B7", backend, "fan-out at scale", lambda b=backend: _with_db(
-                opts, b, workdir, "b7", lambda d, b=b: dlv.run_b7(opts, b, d, workdir)))
+                opts, b, workdir, "b7", lambda d, b=b: dlv.run_b7(opts, b, d, workdir)), opts.deadline)
         if opts.wants("B9"):
             await _guard(rows, "B9", backend, "backlog drain", lambda b=backend: _with_db(
-                opts, b, workdir, "b9", lambda d, b=b: dlv.run_b9(opts, b, d, workdir)))
+                opts, b, workdir, "b9", lambda d, b=b: dlv.run_b9(opts, b, d, workdir)), opts.deadline)
     if opts.wants("B10"):
         await _guard(rows, "B10", "sqlite", "memory", lambda: _with_db(
-            opts, "sqlite", workdir, "b10", lambda d: http.run_memory(opts, d, workdir)))
+            opts, "sqlite", workdir, "b10", lambda d: http.run_memory(opts, d, workdir)), opts.deadline)
     if opts.wants("B11"):
-        await _guard(rows, "B11", "sqlite", "start-up", lambda: http.run_startup(opts, workdir))
+        await _guard(rows, "B11", "sqlite", "start-up", lambda: http.run_startup(opts, workdir), opts.deadline)
     for backend in backends:
         if opts.wants("B12"):
             await _guard(rows, "B12", backend, "pages at scale", lambda b=backend: _with_db(
-                opts, b, workdir, "b12", lambda d, b=b: pages.run_b12(opts, b, d, workdir)))
+                opts, b, workdir, "b12", lambda d, b=b: pages.run_b12(opts, b, d, workdir)), opts.deadline)
     order = {s: i for i, s in enumerate(ALL)}
     rows.sort(key=lambda r: order.get(r.scenario.split("/")[0], 99))
     return rows

@@ -68,7 +68,64 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="give a member a new key pair (same key id), announced signed with the old key"
     )
     rotate.add_argument("name", help="the member's handle")
+    _moderation_parsers(sub)
     return parser
+
+
+def _moderation_parsers(sub: Any) -> None:
+    domain = sub.add_parser("domain", help="instance domain blocks (moderation)")
+    domain_sub = domain.add_subparsers(dest="domain_command", required=True, metavar="ACTION")
+    block = domain_sub.add_parser("block", help="suspend or limit a domain and its subdomains")
+    block.add_argument("host")
+    block.add_argument("--severity", choices=["suspend", "silence", "noop"], default="suspend")
+    block.add_argument("--reject-media", action="store_true", help="do not show their pictures")
+    block.add_argument("--reject-reports", action="store_true", help="ignore their reports")
+    block.add_argument("--comment", default="", help="a note for the admins")
+    domain_sub.add_parser("unblock", help="lift a domain block").add_argument("host")
+    domain_sub.add_parser("list", help="list domain blocks")
+    member = sub.add_parser("member", help="suspend or reinstate a member (moderation)")
+    member_sub = member.add_subparsers(dest="member_command", required=True, metavar="ACTION")
+    suspend = member_sub.add_parser("suspend", help="suspend a member (federated as Update suspended)")
+    suspend.add_argument("name")
+    suspend.add_argument("--reason", default="")
+    member_sub.add_parser("unsuspend", help="reinstate a suspended member").add_argument("name")
+
+
+async def _moderation(settings: Settings, args: argparse.Namespace) -> int:
+    from fediverse_net.deps import Deps
+    from fediverse_net.services import instance_admin
+    from fediverse_net.services.errors import ServiceError
+
+    deps = Deps(settings=settings)
+    try:
+        if args.command == "domain" and args.domain_command == "block":
+            row = await instance_admin.block_domain(
+                deps,
+                None,
+                args.host,
+                args.severity,
+                reject_media=args.reject_media,
+                reject_reports=args.reject_reports,
+                comment=args.comment,
+            )
+            print(f"{row.domain}: {row.severity}")
+        elif args.command == "domain" and args.domain_command == "unblock":
+            await instance_admin.unblock_domain(deps, None, args.host)
+            print(f"{args.host}: unblocked")
+        elif args.command == "domain":
+            for row in await instance_admin.domain_blocks():
+                media = "reject-media" if row.reject_media else ""
+                reports = "reject-reports" if row.reject_reports else ""
+                print(f"{row.domain}\t{row.severity}\t{media} {reports}".rstrip())
+        elif args.member_command == "suspend":
+            await instance_admin.suspend_member(deps, None, args.name, args.reason)
+            print(f"@{args.name} is suspended")
+        else:
+            await instance_admin.unsuspend_member(deps, None, args.name)
+            print(f"@{args.name} is reinstated")
+    except ServiceError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +160,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run_db(settings, _user_list)
     if args.command == "user" and args.user_command == "rotate-key":
         return _run_db(settings, lambda: _user_rotate_key(settings, args.name))
+    if args.command in ("domain", "member"):
+        return _run_db(settings, lambda: _moderation(settings, args))
     raise CLIError(f"unknown command {args.command}")
 
 

@@ -44,8 +44,8 @@ async def _sever(deps: Deps, owner: Actor, others: list[int]) -> None:
     for row in ours:
         await follows.unfollow(deps, owner, row.followee)
     theirs = await Follow.filter(followee_id=owner.id, follower_id__in=others).values("id")
-    for row in theirs:
-        await follows.remove_follower(deps, owner, int(row["id"]))
+    for found in theirs:
+        await follows.remove_follower(deps, owner, int(found["id"]))
 
 
 async def _check_quota(owner: Actor) -> None:

@@ -49,6 +49,14 @@ def visibility_of(to: list[str], cc: list[str], followers_url: str | None) -> st
 
 
 def note_object(note: Note, author: Actor) -> JSON:
+    group_extras: JSON = {}
+    if note.local and isinstance(note.document, dict):
+        # Posts in a group keep the group's `audience` and Mention (services/groups/posting.py).
+        group_extras = {k: note.document[k] for k in ("audience", "tag") if k in note.document}
+    return {**_note_object(note, author), **group_extras}
+
+
+def _note_object(note: Note, author: Actor) -> JSON:
     return builders.note(
         id=note.ap_id,
         attributed_to=author.ap_id,

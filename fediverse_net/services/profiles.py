@@ -16,7 +16,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from fediverse_net.config import Settings
-from fediverse_net.db.models import Account, Actor, Follow, Note, PublicKey
+from fediverse_net.db.models import Account, Actor, Follow, GroupPost, Membership, Note, PublicKey
 from fediverse_net.deps import Deps
 from fediverse_net.services import actor_lifecycle
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
@@ -316,8 +316,16 @@ async def home_timeline(account: Account, page: int = 1) -> TimelinePage:
     page = min(max(page, 1), 10_000)
     me = account.actor_id  # type: ignore[attr-defined]
     followed = Subquery(Follow.filter(follower_id=me, state="accepted").values("followee_id"))
+    # Public posts the groups one follows or belongs to carried (services/groups/posting.py).
+    joined = Subquery(Membership.filter(member_id=me, state="accepted").values("group_id"))
+    shared = Subquery(
+        GroupPost.filter(
+            Q(group_id__in=followed) | Q(group_id__in=joined), state="accepted", members_only=False
+        ).values("note_id")
+    )
+    in_groups = Q(id__in=shared) & Q(visibility__in=["public", "unlisted"])
     query = (
-        Note.filter(Q(author_id=me) | (Q(author_id__in=followed) & ~Q(visibility="direct")))
+        Note.filter(Q(author_id=me) | (Q(author_id__in=followed) & ~Q(visibility="direct")) | in_groups)
         .filter(author__deleted_at=None, author__suspended=False)
         .select_related("author")
         .order_by("-published", "-id")

@@ -10,6 +10,7 @@ from fediverse_net.activitypub.errors import SignatureError
 from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.services import actor_documents, discovery, fetch_auth
 from fediverse_net.services.errors import NotFound
+from fediverse_net.services.groups import documents as group_documents
 from fediverse_net.services.notes import note_object
 from fediverse_net.web.inbox import request_parts
 from fediverse_net.web.responses import ActivityJSONResponse, json_error
@@ -106,6 +107,8 @@ async def note(request: Request) -> Response:
             )
     found = await actor_documents.public_note(ap_id)
     if found is None:
+        if (members_only := await _members_only_note(request, ap_id)) is not None:
+            return members_only
         if (tombstone := await actor_documents.tombstone_for(ap_id)) is not None:
             return ActivityJSONResponse(tombstone, status_code=410)
         return json_error(404, "not found")
@@ -114,6 +117,17 @@ async def note(request: Request) -> Response:
         return denied
     document = {"@context": builders.NOTE_CONTEXT, **note_object(note_row, author)}
     return ActivityJSONResponse(document)
+
+
+async def _members_only_note(request: Request, ap_id: str) -> Response | None:
+    """A members-only group post, for a signed fetch by a member of the group (services/groups)."""
+    deps = deps_of(request)
+    try:
+        signer = await fetch_auth.signed_by(deps, request_parts(request, b"", deps.settings.origin))
+    except SignatureError:
+        return None
+    document = await group_documents.members_only_note(ap_id, signer)
+    return ActivityJSONResponse(document) if document is not None else None
 
 
 async def activity(request: Request) -> Response:

@@ -34,7 +34,12 @@ async def test_group_handle_shares_the_member_namespace(make_group, settings, al
 
 
 async def test_bad_input_creates_nothing(make_group):
-    for form in ({"name": ""}, {"join_mode": "secret"}, {"tags": "ok, bad tag!"}, {"avatar_url": "javascript:x"}):
+    for form in (
+        {"name": ""},
+        {"join_mode": "secret"},
+        {"tags": "ok, bad tag!"},
+        {"avatar_url": "javascript:x"},
+    ):
         with pytest.raises(ServiceError):
             await make_group("walkers", **form)
     assert not await Actor.filter(handle="walkers").exists()
@@ -42,7 +47,10 @@ async def test_bad_input_creates_nothing(make_group):
 
 async def test_only_local_people_create_groups(settings, app, fediverse):
     remote = await Actor.create(
-        ap_id="https://remote.example/users/x", type="Person", username="x", domain="remote.example",
+        ap_id="https://remote.example/users/x",
+        type="Person",
+        username="x",
+        domain="remote.example",
         inbox_url="https://remote.example/users/x/inbox",
     )
     with pytest.raises(ServiceError):
@@ -51,8 +59,13 @@ async def test_only_local_people_create_groups(settings, app, fediverse):
 
 async def test_actor_document_has_the_group_properties(client, make_group):
     await make_group(
-        "hikers", join_mode="approval", tags="hiking, maps", city="Leipzig", area="Saxony",
-        description="Weekend **hikes**.", rules="Be kind.",
+        "hikers",
+        join_mode="approval",
+        tags="hiking, maps",
+        city="Leipzig",
+        area="Saxony",
+        description="Weekend **hikes**.",
+        rules="Be kind.",
     )
     response = await client.get("/groups/hikers", headers=AP)
     assert response.status_code == 200
@@ -89,7 +102,11 @@ async def test_browsers_are_sent_to_the_group_page(client, hikers):
 
 
 async def test_webfinger_resolves_the_group_with_the_lemmy_property(client, hikers):
-    for resource in ("acct:hikers@fedi.test", "https://fedi.test/groups/hikers", "https://fedi.test/g/hikers"):
+    for resource in (
+        "acct:hikers@fedi.test",
+        "https://fedi.test/groups/hikers",
+        "https://fedi.test/g/hikers",
+    ):
         response = await client.get("/.well-known/webfinger", params={"resource": resource})
         assert response.status_code == 200, resource
         jrd = response.json()
@@ -100,7 +117,10 @@ async def test_webfinger_resolves_the_group_with_the_lemmy_property(client, hike
 
 async def test_followers_collection_is_hidden(client, hikers, app, fediverse):
     bob = await Actor.create(
-        ap_id="https://remote.example/users/bob", type="Person", username="bob", domain="remote.example",
+        ap_id="https://remote.example/users/bob",
+        type="Person",
+        username="bob",
+        domain="remote.example",
         inbox_url="https://remote.example/users/bob/inbox",
     )
     await Follow.create(follower=bob, followee=hikers, state="accepted", ap_id=f"{bob.ap_id}#f")

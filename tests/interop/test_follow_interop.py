@@ -8,6 +8,7 @@ A local member acts through the HTML forms (WebSession), as a person would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -23,7 +24,7 @@ from fediverse_net.activitypub.digest import content_digest_header, digest_heade
 from fediverse_net.activitypub.keys import SigningKey, generate_rsa_keypair, load_private_key
 from fediverse_net.activitypub.signatures import Scheme, sign_request
 from tests.interop.harness import ServerProcess, unique_name
-from tests.interop.web_session import WebSession, eventually
+from tests.interop.web_session import WebSession, eventually, inbox_accepted
 
 pytestmark = pytest.mark.interop
 SCHEMES = ["draft-cavage", "rfc9421"]
@@ -40,6 +41,20 @@ def member(server: ServerProcess) -> Iterator[WebSession]:
         yield session
 
 
+@pytest.fixture
+def knock(request: pytest.FixtureRequest) -> str:
+    """The Fedify peer's first-knock scheme in this test (its `fedify_peer` parameter)."""
+    return str(request.node.callspec.params["fedify_peer"])
+
+
+def verified_by_us(server: ServerProcess, activity_id: str, scheme: str) -> None:
+    """Our inbox accepted the peer's activity, verifying its signature with `scheme` on the first
+    knock (Fedify would otherwise have retried with the other scheme)."""
+    entry = inbox_accepted(server).get(activity_id)
+    assert entry is not None, f"{activity_id} not accepted by our inbox"
+    assert entry["scheme"] == scheme, entry
+
+
 def verified_by_fedify(event: dict[str, Any], signer: str) -> None:
     """Fedify accepted the delivery and its independent re-check says our signature holds."""
     sig = event["http_sig"]
@@ -52,10 +67,11 @@ def verified_by_fedify(event: dict[str, Any], signer: str) -> None:
 
 
 @pytest.mark.parametrize("fedify_peer", SCHEMES, indirect=True)
-def test_fedify_follows_member_and_gets_signed_accept(server, member, fedify_peer):
+def test_fedify_follows_member_and_gets_signed_accept(server, member, fedify_peer, knock):
     """A1: the peer follows a local member; our Accept is signed and verified by Fedify."""
     since = fedify_peer.mark()
     follow = fedify_peer.follow(server.handle(member.name))
+    verified_by_us(server, follow["follow_id"], knock)
     accept = fedify_peer.wait(type="Accept", object_id=follow["follow_id"], since=since)
     verified_by_fedify(accept, server.actor_url(member.name))
     assert accept["actor"] == server.actor_url(member.name)
@@ -83,23 +99,25 @@ def test_member_follows_fedify_and_sees_it_accepted(server, member, fedify_peer)
 
 
 @pytest.mark.parametrize("fedify_peer", SCHEMES, indirect=True)
-def test_fedify_note_reaches_member_timeline(server, member, fedify_peer):
+def test_fedify_note_reaches_member_timeline(server, member, fedify_peer, knock):
     """A3: after following the peer, its Create(Note) to the member shows in the home timeline."""
     member.follow(fedify_peer.handle())
     eventually(member.following_total, lambda n: n == 1, "the follow of the peer is accepted")
     text = f"fedify says hello {uuid.uuid4().hex}"
-    fedify_peer.note(server.actor_url(member.name), f"<p>{text}</p>")
+    sent = fedify_peer.note(server.actor_url(member.name), f"<p>{text}</p>")
+    verified_by_us(server, sent["create_id"], knock)
     eventually(member.timeline_html, lambda page: text in page, "the peer's note is in the home timeline")
 
 
 @pytest.mark.parametrize("fedify_peer", SCHEMES, indirect=True)
-def test_fedify_undo_follow_removes_follower(server, member, fedify_peer):
+def test_fedify_undo_follow_removes_follower(server, member, fedify_peer, knock):
     """A5: the peer's Undo(Follow) removes it from the member's followers."""
     since = fedify_peer.mark()
     follow = fedify_peer.follow(server.handle(member.name))
     fedify_peer.wait(type="Accept", object_id=follow["follow_id"], since=since)
     eventually(member.followers_total, lambda n: n == 1, "followers totalItems is 1")
-    fedify_peer.unfollow(server.handle(member.name))
+    undo = fedify_peer.unfollow(server.handle(member.name))
+    verified_by_us(server, undo["undo_id"], knock)
     eventually(member.followers_total, lambda n: n == 0, "followers totalItems back to 0 after Undo")
     assert fedify_peer.actor_id() not in member.followers_page()
 
@@ -119,6 +137,35 @@ def test_member_post_reaches_following_fedify_peer(server, member, fedify_peer):
     raw = create["raw"] if isinstance(create["raw"], dict) else json.loads(create["raw"])
     assert text in raw["object"]["content"]
     assert PUBLIC in raw["object"]["to"] + raw["object"].get("cc", [])
+
+
+# --- B. bovine ----------------------------------------------------------------------------------
+
+
+def test_bovine_follows_member_and_gets_verified_accept(server, member, bovine_peer):
+    """B: bovine follows a member; bovine verifies our Accept (draft-cavage, signer = actor)."""
+    since = bovine_peer.mark()
+    follow = bovine_peer.follow(server.handle(member.name))
+    accept = bovine_peer.wait(type="Accept", object_id=follow["follow_id"], since=since)
+    assert accept["key_owner"] == server.actor_url(member.name)
+    assert accept["spec"] == "draft-cavage"
+    eventually(member.followers_total, lambda n: n == 1, "followers totalItems is 1")
+    eventually(
+        lambda: bovine_peer.following()[server.actor_url(member.name)]["state"],
+        lambda state: state == "accepted",
+        "bovine records its follow as accepted",
+    )
+
+
+def test_member_follows_bovine_and_sees_it_accepted(server, member, bovine_peer):
+    """B: a member follows bovine's actor; bovine verifies the Follow and accepts it."""
+    since = bovine_peer.mark()
+    member.follow(bovine_peer.handle())
+    follow = bovine_peer.wait(type="Follow", actor=server.actor_url(member.name), since=since)
+    assert follow["key_owner"] == server.actor_url(member.name)
+    eventually(member.following_total, lambda n: n == 1, "following totalItems is 1 (Accept processed)")
+    assert member.relation(bovine_peer.handle()) == "accepted"
+    assert server.actor_url(member.name) in bovine_peer.followers()["followers"]
 
 
 # --- A4. tampered bodies -----------------------------------------------------------------------
@@ -157,7 +204,9 @@ class FakeActor:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes = b"", content_type: str = "application/activity+json") -> None:
+            def _send(
+                self, status: int, body: bytes = b"", content_type: str = "application/activity+json"
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -173,10 +222,8 @@ class FakeActor:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                try:
+                with contextlib.suppress(ValueError):
                     fake.received.put(json.loads(body))
-                except ValueError:
-                    pass
                 self._send(202)
 
         return Handler
@@ -231,7 +278,7 @@ def test_tampered_body_is_refused_and_not_stored(server, member, scheme):
         assert answer.status_code == 202, answer.text
         eventually(member.following_total, lambda n: n == 1, "the follow of the fake actor is accepted")
 
-        genuine, forged = f"genuine words {uuid.uuid4().hex}", f"forged words {uuid.uuid4().hex}"
+        genuine, forged = f"genuine words {uuid.uuid4().hex}", f"forgery words {uuid.uuid4().hex}"
         note_id = fake.new_id()
         note = {
             "id": note_id,

@@ -12,6 +12,7 @@ POSTs answer 303; the page redirected to is fetched so that its flash messages c
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 import urllib.parse
@@ -40,7 +41,7 @@ class WebSessionError(AssertionError):
 def eventually(
     probe: Callable[[], T], check: Callable[[T], bool], what: str, timeout: float = WAIT_SECONDS
 ) -> T:
-    """Call `probe` every 0.1–0.5 s until `check(result)`; AssertionError with the last result after `timeout`."""
+    """Call `probe` every 0.1–0.5 s until `check(result)`; after `timeout`, AssertionError (last result)."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -71,7 +72,9 @@ class WebSession:
         fields = {"handle": name, "display_name": name.title(), "password": password, "reason": "interop"}
         page = session.submit("/signup", "/signup", fields)
         if "/signup" in str(page.url) or page.status_code != 200:
-            raise WebSessionError(f"sign-up of {name} failed ({page.status_code}): {session._shown(page.text)}")
+            raise WebSessionError(
+                f"sign-up of {name} failed ({page.status_code}): {session._shown(page.text)}"
+            )
         session._expect_logged_in()
         return session
 
@@ -117,7 +120,9 @@ class WebSession:
         if response.status_code == 303:
             return self.client.get(response.headers["location"])
         if response.status_code >= 400:
-            raise WebSessionError(f"POST {action} answered {response.status_code}: {self._shown(response.text)}")
+            raise WebSessionError(
+                f"POST {action} answered {response.status_code}: {self._shown(response.text)}"
+            )
         return response
 
     def _expect_logged_in(self) -> None:
@@ -236,10 +241,29 @@ class WebSession:
                 raise WebSessionError(f"approving follow {follow_id} failed: {self._shown(page.text)}")
         return len(pending)
 
+    def set_manual_approval(self, on: bool) -> None:
+        """Tick or clear "approve followers by hand" on /settings/profile, keeping the other fields."""
+        page = self.get("/settings/profile").text
+        fields: dict[str, str] = {}
+        for name in ("display_name", "interests", "avatar_url"):
+            match = re.search(rf'<input id="{name}" name="{name}"[^>]*?value="([^"]*)"', page)
+            fields[name] = html.unescape(match.group(1)) if match else ""
+        bio = re.search(r'<textarea id="bio" name="bio"[^>]*>(.*?)</textarea>', page, re.S)
+        fields["bio"] = html.unescape(bio.group(1)) if bio else ""
+        if re.search(r'<input id="discoverable"[^>]*\bchecked\b', page):
+            fields["discoverable"] = "yes"
+        if on:
+            fields["manually_approves_followers"] = "yes"
+        saved = self.submit("/settings/profile", "/settings/profile", fields)
+        if "Your profile is saved." not in self.flashes(saved):
+            raise WebSessionError(f"profile not saved: {self._shown(saved.text)}")
+
     # -- ActivityPub views of this member (unsigned JSON GETs) ---------------------------------
 
     def collection(self, which: str) -> dict[str, Any]:
-        response = self.client.get(f"/users/{self.name}/{which}", headers={"Accept": "application/activity+json"})
+        response = self.client.get(
+            f"/users/{self.name}/{which}", headers={"Accept": "application/activity+json"}
+        )
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
@@ -249,3 +273,16 @@ class WebSession:
 
     def following_total(self) -> int:
         return int(self.collection("following")["totalItems"])
+
+
+def inbox_accepted(server: ServerProcess) -> dict[str, dict[str, Any]]:
+    """The server's "inbox accepted" log entries (activity, type, actor, signer, scheme) by activity id."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == "inbox accepted":
+            found[str(entry.get("activity"))] = entry
+    return found

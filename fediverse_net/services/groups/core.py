@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -37,6 +37,8 @@ MAX_TAGS: Final = 10
 MAX_QUESTIONS: Final = 5
 MAX_QUESTION: Final = 500
 TAG_RE: Final = re.compile(r"[\w-]{1,40}")
+# Paths of the group pages under /groups/ (web/groups.py) that a group handle must not shadow.
+RESERVED_GROUP_HANDLES: Final = frozenset({"new", "find", "remote"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def _check(form: GroupInput) -> None:
         raise ServiceError(f"A question may have at most {MAX_QUESTION} characters.")
 
 
-def _actor_values(form: GroupInput) -> dict[str, object]:
+def _actor_values(form: GroupInput) -> dict[str, Any]:
     return {
         "name": form.name.strip()[:MAX_NAME],
         "summary": render_markdown(form.description),
@@ -120,7 +122,7 @@ def _actor_values(form: GroupInput) -> dict[str, object]:
     }
 
 
-def _settings_values(form: GroupInput) -> dict[str, object]:
+def _settings_values(form: GroupInput) -> dict[str, Any]:
     return {
         "join_mode": form.join_mode,
         "visibility": form.visibility,
@@ -147,6 +149,8 @@ async def _replace_questions(group: Actor, questions: list[str]) -> None:
 async def create_group(settings: Settings, handle: str, owner: Actor, form: GroupInput) -> Actor:
     """The Group actor, its key, its settings and the owner's admin membership, in ONE transaction."""
     handle = normalise_handle(handle)
+    if handle in RESERVED_GROUP_HANDLES:
+        raise ServiceError(f"The handle {handle!r} is reserved.")
     _check(form)
     if not owner.local or owner.type != "Person" or owner.deleted_at is not None:
         raise ServiceError("Only a member of this server can create a group.")
@@ -308,3 +312,21 @@ async def log(
         reason=reason[:2000],
         details=details or {},
     )
+
+
+async def remote_group_by_id(raw_id: str) -> Actor:
+    """A remote Group actor by its database id (from a form); NotFound otherwise."""
+    group = None
+    if raw_id.isdigit() and len(raw_id) < 19:
+        group = await Actor.filter(id=int(raw_id), type="Group", local=False, deleted_at=None).first()
+    if group is None:
+        raise NotFound("That group does not exist any more.")
+    return group
+
+
+async def membership_in(group: Actor, membership_id: int) -> tuple[Membership, Actor]:
+    """A membership row of `group` and its member; NotFound otherwise."""
+    row = await Membership.filter(id=membership_id, group_id=group.id).select_related("member").first()
+    if row is None:
+        raise NotFound("That member is gone.")
+    return row, row.member

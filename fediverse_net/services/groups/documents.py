@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.documents import JSON, ordered_collection, ordered_collection_page
 from fediverse_net.db.models import Actor, Follow, Group, GroupPost, Membership, OutgoingActivity
 from fediverse_net.services import actor_documents
@@ -164,3 +165,20 @@ async def public_activity(actor: Actor, ap_id: str) -> JSON | None:
         return None
     document: JSON = orjson.loads(row.body)
     return document
+
+
+async def members_only_note(ap_id: str, signer: str | None) -> JSON | None:
+    """A local members-only group post, for a signed fetch by a member of that group; else None."""
+    if not signer:
+        return None
+    post = (
+        await GroupPost.filter(note__ap_id=ap_id, note__local=True, members_only=True, state="accepted")
+        .select_related("note__author", "group")
+        .first()
+    )
+    if post is None:
+        return None
+    member = await Membership.filter(group_id=post.group_id, member__ap_id=signer, state="accepted").exists()
+    if not member:
+        return None
+    return {"@context": builders.NOTE_CONTEXT, **note_object(post.note, post.note.author)}

@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.parse import JSON, first_string, host_of
+from fediverse_net.activitypub.vocab import AS_CONTEXT
 from fediverse_net.db.models import Actor, Follow, Group, JoinQuestion, Membership, TrustedInstance, Vouch
 from fediverse_net.deps import Deps
 from fediverse_net.services.errors import Conflict, Forbidden, NotFound, ServiceError
@@ -248,7 +249,7 @@ async def invite(deps: Deps, group: Actor, moderator: Actor, person: Actor) -> M
         await log(group, "invite", moderator=moderator, target=person.ap_id)
         if not person.local:
             activity = {
-                "@context": builders.AS_CONTEXT,
+                "@context": AS_CONTEXT,
                 "id": deps.urls.activity(new_token()),
                 "type": "Invite",
                 "actor": group.ap_id,
@@ -364,7 +365,10 @@ async def receive_follow(deps: Deps, group: Actor, follower: Actor, follow: JSON
         if row.state != "accepted":
             await log(group, "follow_request", target=follower.ap_id)
             return
-        await send_accept(deps, row, follower, group)
+        accept = builders.accept(
+            id=deps.urls.activity(new_token()), actor=group.ap_id, object=_lean(follow), to=follower.ap_id
+        )
+        await record_outgoing(deps, actor=group, activity=accept, recipients=[follower], personal=True)
         if settings.join_mode == "open" and settings.follow_is_join and membership is None:
             await Membership.create(
                 group=group,
@@ -399,7 +403,7 @@ async def join_remote(deps: Deps, member: Actor, group: Actor) -> Membership:
         raise Conflict("You already asked to join this group.")
     activity_id = deps.urls.activity(new_token())
     join = {
-        "@context": builders.AS_CONTEXT,
+        "@context": AS_CONTEXT,
         "id": activity_id,
         "type": "Join",
         "actor": member.ap_id,
@@ -421,7 +425,7 @@ async def leave_remote(deps: Deps, member: Actor, group: Actor) -> None:
     if row is None:
         raise NotFound("You are not a member of this group.")
     leave_activity: dict[str, Any] = {
-        "@context": builders.AS_CONTEXT,
+        "@context": AS_CONTEXT,
         "id": deps.urls.activity(new_token()),
         "type": "Leave",
         "actor": member.ap_id,

@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub.parse import get_id, same_origin
 from fediverse_net.db.models import Note, Tombstone
+from fediverse_net.services.groups.moderation import remote_moderation
 from fediverse_net.services.handlers.context import Incoming
 from fediverse_net.services.remote_actors import mark_gone
 
@@ -17,6 +18,8 @@ from fediverse_net.services.remote_actors import mark_gone
 async def handle(inc: Incoming) -> None:
     if inc.local:
         return
+    if not inc.item.refetch and await remote_moderation(inc.deps, inc.actor, inc.activity):
+        return  # a moderator removed a post in one of our groups (or a non-moderator tried)
     object_id = get_id(inc.activity.get("object"))
     if object_id is None or not same_origin(object_id, inc.actor.ap_id):
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fediverse_net.activitypub.parse import get_id, get_type
 from fediverse_net.db.models import Follow
+from fediverse_net.services.groups.moderation import remote_moderation
 from fediverse_net.services.handlers.context import Incoming
 from fediverse_net.services.handlers.join import undo_for_groups
 
@@ -14,6 +15,8 @@ async def handle(inc: Incoming) -> None:
     if isinstance(inner, dict):
         if get_id(inner.get("actor")) != inc.actor.ap_id:
             return  # the inner activity must be the undoer's own
+        if get_type(inner) == "Block" and await remote_moderation(inc.deps, inc.actor, inc.activity):
+            return  # an unban in one of our groups, by one of its moderators
         if get_type(inner) not in ("Follow", "Join"):
             return
     if await undo_for_groups(inc, inner, inner_id):

@@ -1,0 +1,238 @@
+"""Moderation inside a group: remove a post, lock or pin a thread, ban and unban, the log.
+
+Shapes (FEP-1b12 "Group moderation", Lemmy): a removal is `Delete{object: post}` by the group
+(with `Undo{Announce}` of the compatibility boost for Mastodon-family receivers, protocol §5.11);
+a ban is `Block{object: person, target: group}` by the group (fixture lemmy/block_user.json), an
+unban `Undo{Block}`. Moderation activities from remote actors are applied only when the actor is
+one of the group's listed moderators, and are then announced by the group.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tortoise.transactions import in_transaction
+
+from fediverse_net.activitypub import builders
+from fediverse_net.activitypub.parse import JSON, get_id
+from fediverse_net.activitypub.vocab import AS_CONTEXT, PUBLIC
+from fediverse_net.db.models import Actor, Follow, GroupPost, Membership, ModLog, Note
+from fediverse_net.deps import Deps
+from fediverse_net.services.errors import NotFound, ServiceError
+from fediverse_net.services.groups.core import audience, is_moderator, log, membership_of, require_role
+from fediverse_net.services.outbox import record_outgoing
+from fediverse_net.urls import new_token
+
+POST_ACTIONS: Final = ("remove", "lock", "unlock", "pin", "unpin")
+
+
+def _activity_id(group: Actor) -> str:
+    return f"{group.ap_id}/activities/{new_token()}"
+
+
+async def _send(deps: Deps, group: Actor, activity: JSON) -> None:
+    recipients = [a for a in await audience(group) if not a.local]
+    await record_outgoing(deps, actor=group, activity=activity, recipients=recipients)
+
+
+async def post_in_group(group: Actor, note_id: int) -> GroupPost:
+    post = await GroupPost.filter(group_id=group.id, note_id=note_id).select_related("note").first()
+    if post is None:
+        raise NotFound("That post is not in this group.")
+    return post
+
+
+async def moderate_post(
+    deps: Deps,
+    group: Actor,
+    moderator: Actor | None,
+    note_id: int,
+    action: str,
+    reason: str = "",
+    *,
+    verified: bool = False,
+) -> GroupPost:
+    """remove | lock | unlock | pin | unpin by a moderator (`verified`: already checked)."""
+    if action not in POST_ACTIONS:
+        raise ServiceError("Unknown moderation action.")
+    if moderator is not None and not verified:
+        await require_role(group, moderator)
+    post = await post_in_group(group, note_id)
+    async with in_transaction():
+        if action == "remove":
+            await _remove(deps, group, post, reason)
+        else:
+            field = "locked" if action in ("lock", "unlock") else "pinned"
+            setattr(post, field, action in ("lock", "pin"))
+            await post.save(update_fields=[field])
+        await log(group, action, moderator=moderator, target=post.note.ap_id, reason=reason.strip()[:1000])
+    return post
+
+
+async def _remove(deps: Deps, group: Actor, post: GroupPost, reason: str) -> None:
+    if post.state == "removed":
+        return
+    post.state = "removed"
+    post.pinned = False
+    await post.save(update_fields=["state", "pinned"])
+    followers = group.followers_url or f"{group.ap_id}/followers"
+    delete: JSON = {
+        "@context": AS_CONTEXT,
+        "id": _activity_id(group),
+        "type": "Delete",
+        "actor": group.ap_id,
+        "to": [PUBLIC],
+        "cc": [followers],
+        "audience": group.ap_id,
+        "object": post.note.ap_id,
+    }
+    if reason.strip():
+        delete["summary"] = reason.strip()[:1000]
+    await _send(deps, group, delete)
+    # Mastodon-family receivers saw a boost: take it back (protocol §5.11).
+    for announce_id in post.announce_ids[:1]:
+        undo = builders.undo(
+            id=f"{announce_id}#undo",
+            actor=group.ap_id,
+            object={"id": announce_id, "type": "Announce", "actor": group.ap_id, "object": post.note.ap_id},
+            to=[PUBLIC],
+        )
+        await _send(deps, group, undo)
+
+
+def _block(deps: Deps, group: Actor, person: Actor, reason: str) -> JSON:
+    activity: JSON = {
+        "@context": AS_CONTEXT,
+        "id": _activity_id(group),
+        "type": "Block",
+        "actor": group.ap_id,
+        "to": [PUBLIC],
+        "cc": [group.ap_id],
+        "audience": group.ap_id,
+        "object": person.ap_id,
+        "target": group.ap_id,
+    }
+    if reason:
+        activity["summary"] = reason
+    return activity
+
+
+async def ban(
+    deps: Deps,
+    group: Actor,
+    moderator: Actor | None,
+    person: Actor,
+    reason: str = "",
+    *,
+    verified: bool = False,
+) -> None:
+    """Ban: the membership becomes `banned`, the follow ends, `Block{target: group}` goes out."""
+    if moderator is not None and not verified:
+        await require_role(group, moderator)
+        if person.id == moderator.id:
+            raise ServiceError("You cannot ban yourself.")
+    if await is_moderator(group, person) and moderator is not None and not verified:
+        mine = await require_role(group, moderator)
+        if mine.role != "admin":
+            raise ServiceError("Only an admin can ban a moderator.")
+    reason = reason.strip()[:1000]
+    async with in_transaction():
+        row = await membership_of(group, person) or Membership(group=group, member=person)
+        row.state, row.role, row.reason = "banned", "member", reason
+        await row.save()
+        await Follow.filter(follower_id=person.id, followee_id=group.id).delete()
+        block = _block(deps, group, person, reason)
+        await _send(deps, group, block)
+        if not person.local:
+            await record_outgoing(
+                deps,
+                actor=group,
+                activity={**block, "id": block["id"] + "#to"},
+                recipients=[person],
+                personal=True,
+            )
+        await log(
+            group,
+            "ban",
+            moderator=moderator,
+            target=person.ap_id,
+            reason=reason,
+            details={"block": block["id"]},
+        )
+
+
+async def unban(
+    deps: Deps, group: Actor, moderator: Actor | None, person: Actor, *, verified: bool = False
+) -> None:
+    if moderator is not None and not verified:
+        await require_role(group, moderator)
+    row = await membership_of(group, person)
+    if row is None or row.state != "banned":
+        raise NotFound("That person is not banned.")
+    entry = await ModLog.filter(group_id=group.id, action="ban", target=person.ap_id).order_by("-id").first()
+    block_id = str(entry.details.get("block")) if entry and isinstance(entry.details, dict) else None
+    async with in_transaction():
+        await row.delete()
+        block = _block(deps, group, person, "")
+        block["id"] = block_id or block["id"]
+        undo = builders.undo(id=_activity_id(group), actor=group.ap_id, object=block, to=[PUBLIC])
+        await _send(deps, group, undo)
+        await log(group, "unban", moderator=moderator, target=person.ap_id)
+
+
+async def modlog(group: Actor, limit: int = 200) -> list[ModLog]:
+    return list(
+        await ModLog.filter(group_id=group.id).select_related("moderator").order_by("-id").limit(limit)
+    )
+
+
+# --- moderation activities from remote moderators (inbox side) --------------------------------------
+
+
+async def remote_moderation(deps: Deps, actor: Actor, activity: JSON) -> bool:
+    """A Delete/Block/Undo{Block} aimed at one of our groups. True when it concerned a group.
+
+    Applied only when `actor` is a listed moderator of that group; otherwise ignored (and logged).
+    """
+    kind = activity.get("type")
+    inner = activity.get("object") if kind == "Undo" else activity
+    if not isinstance(inner, dict):
+        return False
+    group_ids = [get_id(inner.get("target")), get_id(inner.get("audience")), get_id(activity.get("audience"))]
+    group = await Actor.filter(
+        ap_id__in=[g for g in group_ids if g and deps.urls.is_local(g)], type="Group", local=True
+    ).first()
+    if group is None:
+        return False
+    object_id = get_id(inner.get("object")) or ""
+    inner_kind = inner.get("type")
+    if kind == "Delete":
+        note = await Note.filter(ap_id=object_id).first()
+        post = await GroupPost.filter(group_id=group.id, note_id=note.id).first() if note else None
+        if note is None or post is None:
+            return False
+        if note.author_id == actor.id:  # the author deletes their own post: the group passes it on
+            await moderate_post(deps, group, None, note.id, "remove", "deleted by its author", verified=True)
+            return False  # the Delete handler removes the note itself
+    if not await is_moderator(group, actor):
+        await log(
+            group,
+            "mod_refused",
+            target=str(activity.get("id"))[:512],
+            reason=f"{kind} from {actor.ap_id[:300]}, who is not a moderator",
+        )
+        return True
+    if inner_kind == "Block":
+        person = await Actor.filter(ap_id=object_id).first()
+        if person is not None and person.id != actor.id:
+            if kind == "Undo":
+                await unban(deps, group, actor, person, verified=True)
+            else:
+                await ban(deps, group, actor, person, str(inner.get("summary") or "")[:1000], verified=True)
+        return True
+    if kind == "Delete" and note is not None:
+        await moderate_post(
+            deps, group, actor, note.id, "remove", str(activity.get("summary") or ""), verified=True
+        )
+        return True
+    return False
