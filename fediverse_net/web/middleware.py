@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -37,11 +38,22 @@ def send_with_headers(send: Send) -> Send:
 
 
 def _inbox_post_ip(scope: Scope) -> str | None:
-    """The client address of an inbox POST (per-IP limits), else None."""
+    """The client address of an inbox POST (per-IP limits), else None.
+
+    Loopback clients are not limited per address: behind a reverse proxy that does not pass
+    X-Forwarded-For every sender would share one bucket and federation would stall.
+    """
     if scope.get("method") != "POST" or not str(scope.get("path", "")).endswith("/inbox"):
         return None
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    if not client:
+        return None
+    try:
+        if ipaddress.ip_address(str(client[0])).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return str(client[0])
 
 
 def _inbox_throttle(scope: Scope, ip: str) -> ASGIApp | None:

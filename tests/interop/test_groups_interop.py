@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,67 +22,16 @@ import pytest
 
 from tests.interop.harness import (
     DEFAULT_PASSWORD,
-    PYTHON,
-    ROOT,
     ServerProcess,
-    create_postgres_database,
-    postgres_base_url,
     unique_name,
 )
 
 pytestmark = pytest.mark.interop
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-# Until migration 0001 is regenerated with the group tables, servers here get them created by
-# `generate_schemas(safe=True)` after `migrate` (tortoise skips tables that exist).
-SCHEMA = (
-    "import asyncio, os\n"
-    "from tortoise import Tortoise\n"
-    "from fediverse_net.db import tortoise_config\n"
-    "async def main():\n"
-    "    await Tortoise.init(config=tortoise_config(os.environ['FEDINET_DATABASE_URL']))\n"
-    "    await Tortoise.generate_schemas(safe=True)\n"
-    "    await Tortoise.close_connections()\n"
-    "asyncio.run(main())\n"
-)
 
 
 class GroupsServer(ServerProcess):
-    """ServerProcess whose database is prepared (migrate + missing tables) before `serve --no-migrate`."""
-
-    def start(self) -> GroupsServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if pg_url := postgres_base_url():
-            self.database_url = create_postgres_database(pg_url)
-            self._postgres_base = pg_url
-        else:
-            self.database_url = f"sqlite://{self.data_dir / 'fediverse.sqlite3'}"
-        for command in (["-m", "fediverse_net", "migrate"], ["-c", SCHEMA]):
-            result = subprocess.run(
-                [PYTHON, *command], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
-            )
-            assert result.returncode == 0, result.stderr
-        args = [
-            PYTHON,
-            "-m",
-            "fediverse_net",
-            "serve",
-            "--no-migrate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        ServerProcess.running.add(self)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    """ServerProcess with group helpers (the CLI's `group create`, group ids)."""
 
     def create_group(self, name: str, owner: str, *args: str) -> str:
         result = self.cli("group", "create", name, "--owner", owner, *args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
@@ -31,6 +32,23 @@ def settings(settings):
         rate_limit_inbox_failures="5/5m",
         rate_limit_remote_follows="3/1m",
     )
+
+
+@pytest.fixture
+async def client(app, settings):
+    """A client from a routable address (loopback is exempt from per-address inbox limits)."""
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url=settings.origin) as http:
+        yield http
+
+
+async def test_loopback_inbox_posts_are_not_limited_per_address(app, settings, fediverse, alice):
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url=settings.origin) as local:
+        bob = fediverse.add_actor("bob")
+        for _ in range(45):
+            activity = {"id": fediverse.new_id(bob), "type": "Like", "actor": bob.id, "object": f"{ALICE}/x"}
+            assert (await fediverse.post_signed(local, "/inbox", activity, as_actor=bob)).status_code == 202
 
 
 def test_token_bucket_refills_and_reports_the_wait():
