@@ -273,3 +273,70 @@ async def seed_member(settings: Any, handle: str, display_name: str = "") -> Any
     )
     await Actor.filter(id=account.actor_id).update(summary=summary)  # type: ignore[attr-defined]
     return account
+
+
+async def insert_models(model: Any, rows: Iterable[dict[str, Any]], batch: int = 5000) -> int:
+    """executemany INSERT of plain dicts into `model`'s table; unset columns get the model's defaults.
+
+    Columns come from the model's current definition, so the generator follows schema changes
+    (defaults, new NOT NULL columns with defaults) without being edited.
+    """
+    from tortoise import fields as tf
+
+    meta = model._meta
+    projection: dict[str, str] = dict(meta.fields_db_projection)
+    columns = list(projection.values())
+    when = now()
+    plan = []
+    for name, column in projection.items():
+        field = meta.fields_map[name]
+        plan.append((name, column, field, isinstance(field, tf.JSONField)))
+
+    def build(values: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, column, field, is_json in plan:
+            if name in values:
+                value = values[name]
+            elif column in values:
+                value = values[column]
+            elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                value = when
+            elif field.default is not None:
+                value = field.default() if callable(field.default) else field.default
+            else:
+                value = None
+            if is_json and value is not None and not isinstance(value, str):
+                value = dumps(value)
+            out.append(value)
+        return tuple(out)
+
+    count = await insert_rows(meta.db_table, columns, (build(v) for v in rows), batch=batch)
+    return count
+
+
+async def child_migrate(db_url: str) -> dict[str, Any]:
+    """(In a child.) Apply the migrations, then create any model table they do not create yet.
+
+    The second step is a no-op when migrations and models agree; while they drift (models
+    changed, migration not regenerated yet) it lets the benchmarks run against the current code.
+    The tables it had to create are returned and reported.
+    """
+    from tortoise import Tortoise
+
+    await migrate(db_url)
+    await open_orm(db_url)
+    try:
+        before = await _tables()
+        await Tortoise.generate_schemas(safe=True)
+        created = sorted(await _tables() - before)
+    finally:
+        await close_orm()
+    return {"created": created}
+
+
+async def _tables() -> set[str]:
+    if is_postgres():
+        rows = await query("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
+    else:
+        rows = await query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {str(r["name"]) for r in rows}

@@ -70,6 +70,16 @@ class Run:
         self.done = loop.create_future()
         self.open = 0
         self.min_count = int(spec.get("min_count", 5))
+        self.host, self.port = spec["host"], int(spec["port"])
+
+    async def reconnect(self) -> None:
+        if self.stopping:
+            return
+        try:
+            await self.loop.create_connection(lambda: Client(self), self.host, self.port)
+        except OSError:
+            self.errors += 1
+            self.loop.call_later(0.05, lambda: self.loop.create_task(self.reconnect()))
 
     def start_window(self) -> None:
         self.measuring = True
@@ -172,7 +182,9 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.run.open -= 1
         if not self.run.stopping and not self.closing:
+            # The server closed the connection (e.g. after a 500): count it, open a new one.
             self.run.errors += 1
+            self.run.loop.create_task(self.run.reconnect())
 
 
 async def main(spec: dict) -> dict:

@@ -259,6 +259,8 @@ async def inbound_refused(deps: Deps, actor: Actor, activity: JSON, recipient: s
     """
     if actor.local or get_type(activity) in NEVER_BLOCKED:
         return None
+    if not await policies(deps) and not await ActorBlock.exists():
+        return None  # nothing to enforce: the usual case on a small server costs one query
     iris = involved_iris(activity)
     authors, local_authors = await _authors_of(iris)
     iris = list(dict.fromkeys(iris + authors))

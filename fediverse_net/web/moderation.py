@@ -5,6 +5,7 @@ services/reports.py, services/instance_admin.py).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from starlette.requests import Request
@@ -19,8 +20,18 @@ from fediverse_net.web.templating import html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_ip(request: Request) -> str | None:
+    """The client's address for per-address limits; None for loopback or unknown clients.
+
+    A loopback client means we cannot tell senders apart (a reverse proxy that does not pass
+    X-Forwarded-For, local tools): one shared bucket would lock everybody out, so per-address
+    limits do not apply; per-account and per-handle limits still do.
+    """
+    host = request.client.host if request.client else ""
+    try:
+        return None if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return None
 
 
 async def too_many(request: Request, exc: ratelimit.RateLimited) -> Response:

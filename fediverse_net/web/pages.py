@@ -56,7 +56,8 @@ async def signup(request: Request) -> Response:
     form = await read_form(request)
     values = {name: field(form, name) for name in ("handle", "display_name", "reason")}
     try:  # anti-spam: sign-ups per address
-        ratelimit.check(deps_of(request), "rate_limit_signup", f"ip:{client_ip(request)}", what="sign-ups")
+        if (ip := client_ip(request)) is not None:
+            ratelimit.check(deps_of(request), "rate_limit_signup", f"ip:{ip}", what="sign-ups")
     except ratelimit.RateLimited as exc:
         return await too_many(request, exc)
     new = profiles.SignUp(password=field(form, "password"), **values)
@@ -83,7 +84,8 @@ async def login_page(request: Request) -> Response:
     handle = field(form, "handle")
     try:  # password guessing: attempts per address and per handle
         deps = deps_of(request)
-        ratelimit.check(deps, "rate_limit_login", f"ip:{client_ip(request)}", what="login attempts")
+        if (ip := client_ip(request)) is not None:
+            ratelimit.check(deps, "rate_limit_login", f"ip:{ip}", what="login attempts")
         who = handle.strip().lower()[:64]
         ratelimit.check(deps, "rate_limit_login", f"handle:{who}", what="login attempts")
     except ratelimit.RateLimited as exc:

@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,12 +33,18 @@ PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 
 
+@pytest.fixture(scope="module")
+def server(interop_dir: Path) -> Iterator[ServerProcess]:
+    """Our server for this module, as conftest's, except that every test's member signs up from
+    127.0.0.1: the per-IP sign-up limit (10/h) is raised so that it does not answer 429."""
+    with ServerProcess(interop_dir, env={"FEDINET_RATE_LIMIT_SIGNUP": "1000/1h"}) as process:
+        yield process
+
+
 @pytest.fixture
 def member(server: ServerProcess) -> Iterator[WebSession]:
-    """A fresh member of `server`, logged in through /login."""
-    name = unique_name("member")
-    server.create_user(name)
-    with WebSession.log_in(server, name) as session:
+    """A fresh member of `server`, signed up (and so logged in) through /signup."""
+    with WebSession.sign_up(server, unique_name("member")) as session:
         yield session
 
 

@@ -54,8 +54,8 @@ def acct(server: ServerProcess, name: str) -> str:
 
 def test_follow_post_unfollow_between_two_instances(server, server_b):
     ann_name, bea_name = unique_name("ann"), unique_name("bea")
-    bea_handle = server_b.handle(bea_name)
-    with WebSession.sign_up(server, ann_name) as ann, WebSession.sign_up(server_b, bea_name) as bea:
+    bea_handle = server_b.create_user(bea_name)  # made by the CLI, then logged in through /login
+    with WebSession.sign_up(server, ann_name) as ann, WebSession.log_in(server_b, bea_name) as bea:
         # Ann (A) follows Bea (B); B accepts on its own and A records the follow as accepted.
         ann.follow(bea_handle)
         eventually(ann.following_total, lambda n: n == 1, "A: ann's follow of bea is accepted")

@@ -43,7 +43,7 @@ class Group(Model):
 
 
 class Membership(Model):
-    """`member` in the group actor `group`: a role and a state; never the same as following."""
+    """`member` in the group actor `group`: a role and a state, never the same as following."""
 
     id = fields.BigIntField(primary_key=True)
     group: fields.ForeignKeyRelation[Actor] = fields.ForeignKeyField(
@@ -84,7 +84,7 @@ class JoinQuestion(Model):
 
 
 class Vouch(Model):
-    """A member vouches for a pending request; enough vouches approve it."""
+    """A member vouches for a pending request, enough vouches approve it."""
 
     id = fields.BigIntField(primary_key=True)
     membership: fields.ForeignKeyRelation[Membership] = fields.ForeignKeyField(
