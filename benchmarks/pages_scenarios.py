@@ -200,7 +200,8 @@ async def run_b12(opts: Options, backend: str, database: dbmod.BenchDB, workdir:
         for _ in range(opts.rounds):
             for name, reqs in pages.items():
                 samples[name].append(await loadgen(workdir, port, reqs, connections=1,
-                                                   duration=opts.seconds(2.0, 0.3), warmup=opts.seconds(0.3, 0.1)))
+                                                   duration=opts.seconds(2.0, 0.3), warmup=opts.seconds(0.3, 0.1),
+                                                   max_seconds=40))
     for name, results in samples.items():
         p95 = median([r["p95_ms"] for r in results])
         bad: dict[str, int] = {}

@@ -108,19 +108,6 @@ def drop_postgres_database(base_url: str, url: str) -> None:
 
 # -- our server ---------------------------------------------------------------------------------
 
-_CREATE_MISSING_TABLES = """
-import asyncio, os
-from tortoise import Tortoise
-from fediverse_net.db import tortoise_config
-
-async def main():
-    await Tortoise.init(config=tortoise_config(os.environ["FEDINET_DATABASE_URL"]))
-    await Tortoise.generate_schemas(safe=True)
-    await Tortoise.close_connections()
-
-asyncio.run(main())
-"""
-
 
 class ServerProcess:
     """`python -m fediverse_net serve` on 127.0.0.1:<free port> with its own data dir and database."""
@@ -162,9 +149,8 @@ class ServerProcess:
             self._postgres_base = pg_url
         else:
             self.database_url = f"sqlite://{self.data_dir / 'fediverse.sqlite3'}"
-        self._prepare_schema()
-        command = [PYTHON, "-m", "fediverse_net", "serve", "--no-migrate", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port)]
+        # `serve` applies the checked-in migrations first, exactly as `make run` does.
+        command = [PYTHON, "-m", "fediverse_net", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -176,20 +162,6 @@ class ServerProcess:
             self.stop()
             raise
         return self
-
-    def _prepare_schema(self) -> None:
-        """`migrate`, then create the tables of models newer than the checked-in migrations.
-
-        Transitional: models land before the lead regenerates 0001 (unit tests use
-        `generate_schemas` too); tortoise's `safe=True` skips tables that exist. Once the
-        migrations cover every model, the second step creates nothing.
-        """
-        for args in (["-m", "fediverse_net", "migrate"], ["-c", _CREATE_MISSING_TABLES]):
-            result = subprocess.run(
-                [PYTHON, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"preparing {self.database_url} failed: {result.stderr.strip()[-2000:]}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
