@@ -35,8 +35,9 @@ VARIANTS = (
 )
 
 
-async def child_clients(first: str, count: int, port: int, levels: list[int], rounds: int, seconds: float,
-                        warmup: float) -> dict:
+async def child_clients(
+    first: str, count: int, port: int, levels: list[int], rounds: int, seconds: float, warmup: float
+) -> dict:
     import aiohttp
     import httpx
     from httpx_aiohttp import AiohttpTransport
@@ -52,7 +53,9 @@ async def child_clients(first: str, count: int, port: int, levels: list[int], ro
     key = SigningKey("http://127.0.0.1:1/users/alice#main-key", load_private_key(keypairs(1)[0][0]))
     urls = [f"http://{a}:{port}/inbox" for a in addresses(first, count)]
     body = _body()
-    presigned = {u: {**sign_request("POST", u, body, key=key), "Accept": "application/activity+json"} for u in urls}
+    presigned = {
+        u: {**sign_request("POST", u, body, key=key), "Accept": "application/activity+json"} for u in urls
+    }
 
     async def make(variant: str, c: int) -> tuple[Any, Any]:
         settings = _settings("sqlite://:memory:").with_(delivery_concurrency=c)
@@ -70,10 +73,16 @@ async def child_clients(first: str, count: int, port: int, levels: list[int], ro
             return (lambda url: index[url].post_activity(url, body, sign_as=key)), close_all
         if variant == "federation-client-over-aiohttp":
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2 * c, limit_per_host=8))
-            http = httpx.AsyncClient(transport=AiohttpTransport(client=session), follow_redirects=False,
-                                     trust_env=False)
-            client = FederationClient(user_agent="bench", allow_private=True, http_client=http,
-                                      per_host_limit=settings.delivery_per_host, global_limit=c)
+            http = httpx.AsyncClient(
+                transport=AiohttpTransport(client=session), follow_redirects=False, trust_env=False
+            )
+            client = FederationClient(
+                user_agent="bench",
+                allow_private=True,
+                http_client=http,
+                per_host_limit=settings.delivery_per_host,
+                global_limit=c,
+            )
 
             async def close() -> None:
                 await http.aclose()
@@ -88,8 +97,9 @@ async def child_clients(first: str, count: int, port: int, levels: list[int], ro
                 headers = {**sign_request("POST", url, body, key=key), "Accept": "application/activity+json"}
             else:
                 headers = presigned[url]
-            async with session.post(url, data=body, headers=headers, timeout=timeout,
-                                    allow_redirects=False) as response:
+            async with session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
                 await response.read()
                 return response
 
@@ -139,19 +149,35 @@ async def main_async(quick: bool, out_dir: Path) -> str:
     first, count = "127.0.3.1", 16
     rounds = 1 if quick else 5
     async with sink(workdir, first=first, count=count, port=port):
-        res = await in_child(workdir, "child_clients", 900, module="benchmarks.clients", first=first, count=count,
-                             port=port, levels=[32, 64], rounds=rounds, seconds=0.4 if quick else 3.0,
-                             warmup=0.1 if quick else 0.5)
+        res = await in_child(
+            workdir,
+            "child_clients",
+            900,
+            module="benchmarks.clients",
+            first=first,
+            count=count,
+            port=port,
+            levels=[32, 64],
+            rounds=rounds,
+            seconds=0.4 if quick else 3.0,
+            warmup=0.1 if quick else 0.5,
+        )
     sign = median(res["sign"])
-    lines = ["| client | c32 deliveries/s | c64 deliveries/s | c32 / sign() | c64 / c32 |", "|---|---|---|---|---|"]
+    lines = [
+        "| client | c32 deliveries/s | c64 deliveries/s | c32 / sign() | c64 / c32 |",
+        "|---|---|---|---|---|",
+    ]
     for variant in VARIANTS:
         a, b = median(res[f"{variant}@32"]), median(res[f"{variant}@64"])
         lines.append(f"| {variant} | {a:,.0f} | {b:,.0f} | {a / sign:.2f}× | {b / a:.2f}× |")
     lines.append(f"| RSA-2048 sign() alone | {sign:,.0f} | | 1.00× | |")
-    text = (f"# Delivery client alternatives ({'quick' if quick else 'full'} run, {rounds} round(s), medians)\n\n"
-            "Signed 2 KB POSTs to 16 loopback sink hosts (202), client pinned to core 0, sink to core 1.\n\n"
-            + "\n".join(lines) + "\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    text = (
+        f"# Delivery client alternatives ({'quick' if quick else 'full'} run, {rounds} round(s), medians)\n\n"
+        "Signed 2 KB POSTs to 16 loopback sink hosts (202), client pinned to core 0, sink to core 1.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - after the measurement
     (out_dir / ("clients.md" if not quick else "clients-quick.md")).write_text(text)
     return text
 

@@ -124,8 +124,10 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def wait_port(host: str, port: int, timeout: float, proc: asyncio.subprocess.Process | None = None) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_port(
+    host: str, port: int, bound: float, proc: asyncio.subprocess.Process | None = None
+) -> None:
+    deadline = time.monotonic() + bound
     while True:
         if proc is not None and proc.returncode is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {host}:{port}")
@@ -133,7 +135,7 @@ async def wait_port(host: str, port: int, timeout: float, proc: asyncio.subproce
             _, writer = await asyncio.open_connection(host, port)
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:g} s") from None
+                raise TimeoutError(f"nothing listening on {host}:{port} after {bound:g} s") from None
             await asyncio.sleep(0.02)
             continue
         writer.close()
@@ -142,14 +144,14 @@ async def wait_port(host: str, port: int, timeout: float, proc: asyncio.subproce
         return
 
 
-async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
     """SIGTERM this one child (by its pid), SIGKILL it if it does not exit in time."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         proc.terminate()
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
+        await asyncio.wait_for(proc.wait(), grace)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -161,7 +163,7 @@ async def spawned(
     args: Sequence[str], *, core: int, env: dict[str, str], log: Path | None = None, cwd: Path | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A long-running pinned child process, stopped on exit."""
-    out = open(log, "ab") if log is not None else None  # noqa: SIM115 - closed below
+    out = open(log, "ab") if log is not None else None  # noqa: SIM115, ASYNC230 - closed below; setup
     try:
         proc = await asyncio.create_subprocess_exec(
             *args,
@@ -181,11 +183,13 @@ async def spawned(
             out.close()
 
 
-async def run_json(args: Sequence[str], *, core: int, env: dict[str, str], timeout: float, log: Path | None = None) -> Any:
+async def run_json(
+    args: Sequence[str], *, core: int, env: dict[str, str], bound: float, log: Path | None = None
+) -> Any:
     """Run a pinned child to completion (bounded) and parse the JSON on its last stdout line."""
     import json
 
-    err = open(log, "ab") if log is not None else None  # noqa: SIM115 - closed below
+    err = open(log, "ab") if log is not None else None  # noqa: SIM115, ASYNC230 - closed below; setup
     try:
         proc = await asyncio.create_subprocess_exec(
             *args,
@@ -197,10 +201,10 @@ async def run_json(args: Sequence[str], *, core: int, env: dict[str, str], timeo
             preexec_fn=pin_to(core),
         )
         try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), bound)
         except TimeoutError:
             await stop_process(proc, 2.0)
-            raise TimeoutError(f"{' '.join(args[:4])} did not finish within {timeout:g} s") from None
+            raise TimeoutError(f"{' '.join(args[:4])} did not finish within {bound:g} s") from None
     finally:
         if err is not None:
             err.close()
@@ -220,8 +224,21 @@ def machine_info() -> dict[str, Any]:
                 break
     packages = {}
     for name in (
-        "fediverse-net", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpcore", "sniffio",
-        "cryptography", "tortoise-orm", "aiosqlite", "asyncpg", "orjson", "aiohttp", "httpx-aiohttp",
+        "fediverse-net",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "httpx",
+        "httpcore",
+        "sniffio",
+        "cryptography",
+        "tortoise-orm",
+        "aiosqlite",
+        "asyncpg",
+        "orjson",
+        "aiohttp",
+        "httpx-aiohttp",
     ):
         try:
             packages[name] = importlib.metadata.version(name)

@@ -33,7 +33,7 @@ async def create_db(kind: str, workdir: Path, pg_url: str, label: str) -> BenchD
     if kind == "sqlite":
         path = workdir / f"{label}-{next(_serial)}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+            Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - setup, not timed
         return BenchDB("sqlite", f"sqlite://{path}")
     import asyncpg
 
@@ -52,7 +52,7 @@ async def drop_db(db: BenchDB) -> None:
     if db.kind == "sqlite":
         path = db.url.removeprefix("sqlite://")
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+            Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - setup, not timed
         return
     import asyncpg
 
@@ -93,9 +93,7 @@ async def pg_reachable(pg_url: str) -> str | None:
     except Exception as exc:
         return f"PostgreSQL at {pg_url} unreachable: {type(exc).__name__}: {exc}"[:300]
     try:
-        can = await conn.fetchval(
-            "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
-        )
+        can = await conn.fetchval("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
         if not can:
             return f"PostgreSQL user at {pg_url} may not create databases"
     finally:
@@ -139,7 +137,9 @@ def is_postgres() -> bool:
     return _conn().capabilities.dialect == "postgres"
 
 
-async def insert_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], batch: int = 5000) -> int:
+async def insert_rows(
+    table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], batch: int = 5000
+) -> int:
     """executemany INSERT in batches; JSON values must already be strings."""
     conn = _conn()
     pg = is_postgres()
@@ -188,10 +188,29 @@ def dumps(value: Any) -> str:
 
 
 ACTOR_COLUMNS = (
-    "id", "ap_id", "type", "local", "username", "handle", "domain", "name", "summary", "url",
-    "inbox_url", "shared_inbox_url", "outbox_url", "followers_url", "following_url",
-    "manually_approves_followers", "discoverable", "indexable", "private_key_pem", "fetched_at",
-    "created_at", "updated_at", "suspended",
+    "id",
+    "ap_id",
+    "type",
+    "local",
+    "username",
+    "handle",
+    "domain",
+    "name",
+    "summary",
+    "url",
+    "inbox_url",
+    "shared_inbox_url",
+    "outbox_url",
+    "followers_url",
+    "following_url",
+    "manually_approves_followers",
+    "discoverable",
+    "indexable",
+    "private_key_pem",
+    "fetched_at",
+    "created_at",
+    "updated_at",
+    "suspended",
 )
 
 
@@ -224,12 +243,33 @@ async def seed_remote_actors(
     rows = []
     for actor_id, spec in zip(ids, specs, strict=True):
         host = spec.origin.split("://", 1)[1]
-        rows.append((
-            actor_id, spec.ap_id, "Person", False, spec.username, None, host, spec.username.title(), "",
-            spec.ap_id, f"{spec.ap_id}/inbox", f"{spec.origin}/inbox", f"{spec.ap_id}/outbox",
-            f"{spec.ap_id}/followers", f"{spec.ap_id}/following", False, True, True, None, when, when,
-            when, False,
-        ))
+        rows.append(
+            (
+                actor_id,
+                spec.ap_id,
+                "Person",
+                False,
+                spec.username,
+                None,
+                host,
+                spec.username.title(),
+                "",
+                spec.ap_id,
+                f"{spec.ap_id}/inbox",
+                f"{spec.origin}/inbox",
+                f"{spec.ap_id}/outbox",
+                f"{spec.ap_id}/followers",
+                f"{spec.ap_id}/following",
+                False,
+                True,
+                True,
+                None,
+                when,
+                when,
+                when,
+                False,
+            )
+        )
     await insert_rows("actors", ACTOR_COLUMNS, rows)
     if public_pems:
         key_first = await next_id("public_keys")

@@ -72,7 +72,7 @@ async def loadgen(
             [PY, "-m", "benchmarks.loadgen", str(spec_file)],
             core=CORE_LOAD,
             env=child_env(),
-            timeout=max_seconds + 30,
+            bound=max_seconds + 30,
         )
     finally:
         req_file.unlink(missing_ok=True)
@@ -214,9 +214,9 @@ def follow_activity(actor_id: str, target: str) -> dict[str, Any]:
 
 def signed_post(origin: str, path: str, activity: dict[str, Any], key_id: str, private_pem: str) -> bytes:
     """The raw bytes of a POST signed exactly as a peer would sign it (our sign_request)."""
+    from benchmarks.loadgen import post_request
     from fediverse_net.activitypub.keys import SigningKey, load_private_key
     from fediverse_net.activitypub.signatures import sign_request
-    from benchmarks.loadgen import post_request
 
     body = orjson.dumps(activity)
     headers = sign_request("POST", origin + path, body, key=SigningKey(key_id, load_private_key(private_pem)))

@@ -28,11 +28,18 @@ def parse(argv: list[str] | None) -> tuple[Options, Path]:
     p.add_argument("--only", default="", help="comma-separated scenarios, e.g. B3,B5")
     p.add_argument("--rounds", type=int, default=None, help="rounds per scenario (default 5, --quick 1)")
     p.add_argument("--db", default="both", choices=("both", "sqlite", "postgres"), help="database backends")
-    p.add_argument("--pg-url", default=os.environ.get("FEDINET_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-                   help="PostgreSQL server to create (and drop) a benchmark database on")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("FEDINET_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server to create (and drop) a benchmark database on",
+    )
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
-    p.add_argument("--max-seconds", type=float, default=0.0,
-                   help="time budget: scenarios not started by then get a 'skipped' row (0: none)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="time budget: scenarios not started by then get a 'skipped' row (0: none)",
+    )
     args = p.parse_args(argv)
     only = frozenset(s.strip().upper() for s in args.only.split(",") if s.strip())
     unknown = only - set(ALL)
@@ -40,8 +47,14 @@ def parse(argv: list[str] | None) -> tuple[Options, Path]:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     backends = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
-    opts = Options(quick=args.quick, rounds=max(1, rounds), only=only, backends=backends, pg_url=args.pg_url,
-                   deadline=time.monotonic() + args.max_seconds if args.max_seconds > 0 else 0.0)
+    opts = Options(
+        quick=args.quick,
+        rounds=max(1, rounds),
+        only=only,
+        backends=backends,
+        pg_url=args.pg_url,
+        deadline=time.monotonic() + args.max_seconds if args.max_seconds > 0 else 0.0,
+    )
     return opts, Path(args.out) if args.out else RESULTS
 
 
@@ -56,15 +69,20 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = "| # | scenario | db | ours | baseline | ratio | target | result |\n|---|---|---|---|---|---|---|---|\n"
+    head = (
+        "| # | scenario | db | ours | baseline | ratio | target | result |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for row in rows:
         base = fmt(row.baseline, row.unit)
         if row.baseline_name:
             base += f" ({row.baseline_name})"
         ratio = f"{row.ratio:.2f}×" if row.ratio is not None and row.ratio == row.ratio else "—"
-        lines.append(f"| {row.scenario} | {row.title} | {row.db} | {fmt(row.ours, row.unit)} | {base} | {ratio} | "
-                     f"{row.target} | {row.status()} |")
+        lines.append(
+            f"| {row.scenario} | {row.title} | {row.db} | {fmt(row.ours, row.unit)} | {base} | {ratio} | "
+            f"{row.target} | {row.status()} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -73,11 +91,19 @@ def notes(rows: list[Row]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-async def _guard(rows: list[Row], scenario: str, db: str, title: str, body: Callable[[], Awaitable[list[Row]]],
-                 deadline: float = 0.0) -> None:
+async def _guard(
+    rows: list[Row],
+    scenario: str,
+    db: str,
+    title: str,
+    body: Callable[[], Awaitable[list[Row]]],
+    deadline: float = 0.0,
+) -> None:
     started = time.monotonic()
     if deadline and started > deadline:
-        rows.append(Row(scenario, title, db, note="skipped: the run's time budget (--max-seconds) was used up"))
+        rows.append(
+            Row(scenario, title, db, note="skipped: the run's time budget (--max-seconds) was used up")
+        )
         return
     print(f"… {scenario} {db}: {title}", file=sys.stderr, flush=True)
     try:
@@ -86,8 +112,12 @@ async def _guard(rows: list[Row], scenario: str, db: str, title: str, body: Call
         traceback.print_exc()
         got = [Row(scenario, title, db, note=f"error: {type(exc).__name__}: {str(exc)[:300]}")]
     for row in got:
-        print(f"  {row.scenario} {row.db} {row.title}: ours={fmt(row.ours, row.unit)} "
-              f"baseline={fmt(row.baseline, row.unit)} {row.status()}", file=sys.stderr, flush=True)
+        print(
+            f"  {row.scenario} {row.db} {row.title}: ours={fmt(row.ours, row.unit)} "
+            f"baseline={fmt(row.baseline, row.unit)} {row.status()}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"  ({time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
     rows.extend(got)
 
@@ -100,12 +130,16 @@ async def _with_db(opts: Options, backend: str, workdir: Path, label: str, body)
 
     database = await dbmod.create_db(backend, workdir, opts.pg_url, label)
     try:
-        result = await in_child(workdir, "child_migrate", 300, module="benchmarks.db", core=CORE_LOAD,
-                                db_url=database.url)
+        result = await in_child(
+            workdir, "child_migrate", 300, module="benchmarks.db", core=CORE_LOAD, db_url=database.url
+        )
         if result["created"]:
             SCHEMA_DRIFT.update(result["created"])
-            print(f"  warning: migrations do not create {', '.join(result['created'])}; created from the models",
-                  file=sys.stderr)
+            print(
+                f"  warning: migrations do not create {', '.join(result['created'])}; "
+                "created from the models",
+                file=sys.stderr,
+            )
         return await body(database)
     finally:
         await dbmod.drop_db(database)
@@ -133,32 +167,88 @@ async def run_all(opts: Options, workdir: Path) -> list[Row]:
     for backend in backends:
         wanted = [s for s in ("B1", "B2", "B3") if opts.wants(s)]
         if wanted:
-            await _guard(rows, "/".join(wanted), backend, "HTTP server scenarios", lambda b=backend: _with_db(
-                opts, b, workdir, "http", lambda d, b=b: http.run_http(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "/".join(wanted),
+                backend,
+                "HTTP server scenarios",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "http", lambda d, b=b: http.run_http(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
         if opts.wants("B4"):
-            await _guard(rows, "B4", backend, "inbox processing", lambda b=backend: _with_db(
-                opts, b, workdir, "b4", lambda d, b=b: inbox.run_b4(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "B4",
+                backend,
+                "inbox processing",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "b4", lambda d, b=b: inbox.run_b4(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
     if opts.wants("B5"):
         await _guard(rows, "B5", "-", "signed delivery", lambda: dlv.run_b5(opts, workdir), opts.deadline)
     for backend in backends:
         if opts.wants("B6") or opts.wants("B8"):
-            await _guard(rows, "B6/B8", backend, "fan-out burst and fairness", lambda b=backend: _with_db(
-                opts, b, workdir, "b6", lambda d, b=b: dlv.run_b6_b8(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "B6/B8",
+                backend,
+                "fan-out burst and fairness",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "b6", lambda d, b=b: dlv.run_b6_b8(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
         if opts.wants("B7"):
-            await _guard(rows, "B7", backend, "fan-out at scale", lambda b=backend: _with_db(
-                opts, b, workdir, "b7", lambda d, b=b: dlv.run_b7(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "B7",
+                backend,
+                "fan-out at scale",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "b7", lambda d, b=b: dlv.run_b7(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
         if opts.wants("B9"):
-            await _guard(rows, "B9", backend, "backlog drain", lambda b=backend: _with_db(
-                opts, b, workdir, "b9", lambda d, b=b: dlv.run_b9(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "B9",
+                backend,
+                "backlog drain",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "b9", lambda d, b=b: dlv.run_b9(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
     if opts.wants("B10"):
-        await _guard(rows, "B10", "sqlite", "memory", lambda: _with_db(
-            opts, "sqlite", workdir, "b10", lambda d: http.run_memory(opts, d, workdir)), opts.deadline)
+        await _guard(
+            rows,
+            "B10",
+            "sqlite",
+            "memory",
+            lambda: _with_db(opts, "sqlite", workdir, "b10", lambda d: http.run_memory(opts, d, workdir)),
+            opts.deadline,
+        )
     if opts.wants("B11"):
-        await _guard(rows, "B11", "sqlite", "start-up", lambda: http.run_startup(opts, workdir), opts.deadline)
+        await _guard(
+            rows, "B11", "sqlite", "start-up", lambda: http.run_startup(opts, workdir), opts.deadline
+        )
     for backend in backends:
         if opts.wants("B12"):
-            await _guard(rows, "B12", backend, "pages at scale", lambda b=backend: _with_db(
-                opts, b, workdir, "b12", lambda d, b=b: pages.run_b12(opts, b, d, workdir)), opts.deadline)
+            await _guard(
+                rows,
+                "B12",
+                backend,
+                "pages at scale",
+                lambda b=backend: _with_db(
+                    opts, b, workdir, "b12", lambda d, b=b: pages.run_b12(opts, b, d, workdir)
+                ),
+                opts.deadline,
+            )
     order = {s: i for i, s in enumerate(ALL)}
     rows.sort(key=lambda r: order.get(r.scenario.split("/")[0], 99))
     return rows
@@ -185,14 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     text = table(rows)
     mode = "quick" if opts.quick else "full"
-    header = (f"# fediverse-net benchmarks ({mode} run)\n\n{started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, "
-              f"{opts.rounds} round(s), medians; measured side pinned to core {machine['pinning']['measured']}, "
-              f"load generator / sink to core {machine['pinning']['load']}.\n\n"
-              f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
-              f"{machine['openssl']}, SQLite {machine['sqlite']}.\n\n")
+    header = (
+        f"# fediverse-net benchmarks ({mode} run)\n\n{started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, "
+        f"{opts.rounds} round(s), medians; measured side pinned to core {machine['pinning']['measured']}, "
+        f"load generator / sink to core {machine['pinning']['load']}.\n\n"
+        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"{machine['openssl']}, SQLite {machine['sqlite']}.\n\n"
+    )
     if SCHEMA_DRIFT:
-        header += (f"Schema drift: the migrations did not create {', '.join(sorted(SCHEMA_DRIFT))}; the benchmark "
-                   "created them from the models (`generate_schemas(safe=True)`) so the current code could run.\n\n")
+        header += (
+            f"Schema drift: the migrations did not create {', '.join(sorted(SCHEMA_DRIFT))}; the benchmark "
+            "created them from the models (`generate_schemas(safe=True)`) so the current code could run.\n\n"
+        )
         machine["schema_drift"] = sorted(SCHEMA_DRIFT)
     body = header + text + "\nNotes:\n\n" + notes(rows)
     print(text)
@@ -200,11 +294,22 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "latest" if not opts.quick else "quick"
     (out_dir / f"{stem}.md").write_text(body)
-    (out_dir / f"{stem}.json").write_text(json.dumps({
-        "started": started.isoformat(), "seconds": elapsed, "mode": mode, "rounds": opts.rounds,
-        "only": sorted(opts.only), "backends": list(opts.backends), "machine": machine,
-        "rows": [as_dict(r) for r in rows],
-    }, indent=2, default=str))
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "seconds": elapsed,
+                "mode": mode,
+                "rounds": opts.rounds,
+                "only": sorted(opts.only),
+                "backends": list(opts.backends),
+                "machine": machine,
+                "rows": [as_dict(r) for r in rows],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"written to {out_dir / (stem + '.md')} and {stem}.json", file=sys.stderr)
     failed = [r for r in rows if r.note.startswith("error")]
     return 1 if failed else 0

@@ -10,6 +10,7 @@ address to its own delay (B8). `GET /__stats` answers `{"posts": n, "by_host": {
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import signal
@@ -104,16 +105,16 @@ async def main(spec: dict) -> None:
             lambda a=address, d=delay: Sink(stats, a, d), address, int(spec["port"]), backlog=1024
         )
         servers.append(server)
-    control = await loop.create_server(lambda: Sink(stats, "control", 0.0), "127.0.0.1", int(spec["control_port"]))
+    control = await loop.create_server(
+        lambda: Sink(stats, "control", 0.0), "127.0.0.1", int(spec["control_port"])
+    )
     servers.append(control)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     print("ready", flush=True)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), float(spec.get("max_seconds", 3600)))
-    except TimeoutError:
-        pass
     for server in servers:
         server.close()
 

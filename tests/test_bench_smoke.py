@@ -30,7 +30,17 @@ def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     # Own process group: on a timeout the whole tree (servers, sinks, workers) is killed.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks", "--quick", "--max-seconds", "60", "--out", str(tmp_path), *backend],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--max-seconds",
+            "60",
+            "--out",
+            str(tmp_path),
+            *backend,
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
