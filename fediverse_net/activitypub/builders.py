@@ -140,10 +140,14 @@ def update(*, id: str, actor: str, object: JSON, context: Any = None) -> JSON:
 
 
 def update_actor(*, id: str, actor_document: JSON) -> JSON:
-    """`Update` of the complete actor (§5.10); `object.id == actor`."""
+    """`Update` of the complete actor (§5.10); `object.id == actor`.
+
+    The document's own `@context` (a Group adds its terms to the actor context) becomes the
+    activity's, so every property of the embedded actor stays defined.
+    """
     body = strip_context(actor_document)
     return {
-        "@context": ACTOR_CONTEXT,
+        "@context": actor_document.get("@context") or ACTOR_CONTEXT,
         "id": id,
         "type": "Update",
         "actor": actor_document["id"],

@@ -106,11 +106,29 @@ _CLEANER: Final = nh3.Cleaner(
 )
 
 
+def _without_forced(tag: str, attribute: str, value: str) -> str | None:
+    return None if (tag, attribute) in _FORCED else _attribute_filter(tag, attribute, value)
+
+
+# First pass: the same allow-list, minus any incoming `rel`/`target`, so that `_CLEANER` always adds
+# them itself, in the same order (otherwise cleaning clean output could reorder them).
+_STRIP_FORCED: Final = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    clean_content_tags=set(DROP_WITH_CONTENT),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    attribute_filter=_without_forced,
+    strip_comments=True,
+    link_rel=None,
+    url_schemes=set(LINK_SCHEMES),
+    url_relative="deny",
+)
+
+
 def sanitize_html(html: str) -> str:
-    """Allow-listed HTML, safe to insert into a page as is (see the module docstring)."""
+    """Allow-listed HTML, safe to insert into a page as is (see the module docstring). Idempotent."""
     if not html:
         return ""
-    return _CLEANER.clean(html)
+    return _CLEANER.clean(_STRIP_FORCED.clean(html))
 
 
 _BLOCKS: Final = frozenset(

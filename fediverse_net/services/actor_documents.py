@@ -12,6 +12,7 @@ from fediverse_net.activitypub.documents import (
     ordered_collection_page,
 )
 from fediverse_net.db.models import Actor, Follow, Note, PublicKey, Tombstone
+from fediverse_net.deps import Deps
 from fediverse_net.services.notes import note_object
 from fediverse_net.urls import Urls
 
@@ -116,3 +117,27 @@ async def tombstone_for(ap_id: str) -> JSON | None:
 async def local_author_handle(note_ap_id: str) -> str | None:
     note = await Note.filter(ap_id=note_ap_id, local=True).select_related("author").first()
     return note.author.handle if note is not None else None
+
+
+# Served actor documents by handle, for 60 s: an actor GET then costs no query (benchmark B1).
+# Every change to a local actor goes through `actor_lifecycle` (Update or Delete), which forgets it.
+DOCUMENT_CACHE = "actor_documents"
+DOCUMENT_TTL = 60.0
+
+
+async def member_document(deps: Deps, handle: str) -> tuple[Actor | None, JSON]:
+    """The Person document of a local member (cached); raises discovery's NotFound/Gone."""
+    cache = deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL)
+    if (cached := cache.get(handle)) is not None:
+        return None, cached
+    from fediverse_net.services import discovery
+
+    actor = await discovery.local_actor(handle, type_="Person")
+    document = await document_for(actor, deps.urls)
+    cache.put(handle, document)
+    return actor, document
+
+
+def forget_document(deps: Deps, actor: Actor) -> None:
+    if actor.handle:
+        deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL).pop(actor.handle)

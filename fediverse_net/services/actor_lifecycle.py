@@ -3,21 +3,25 @@
 Protocol §5.10 / §3.6 / §5.4: the complete actor goes out in an `Update`; a rotated key keeps its
 key id and the `Update` is signed with the OLD key; a deleted account sends `Delete{actor}`
 signed with its key, then answers 410 forever.
+
+`announce_update` is the ONE place an `Update{actor}` is built, for every kind of local actor:
+a Person reaches its followers and the accounts it follows; a Group reaches its followers plus
+its remote members (who need not follow), with the complete Group document (§2.4).
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub import builders
-from fediverse_net.activitypub.documents import key_id_of
-from fediverse_net.activitypub.keys import generate_rsa_keypair
+from fediverse_net.activitypub.documents import JSON, key_id_of
 from fediverse_net.db.models import Account, Actor, Follow, PublicKey
 from fediverse_net.deps import Deps
-from fediverse_net.services.actor_documents import document_for
+from fediverse_net.services.actor_documents import document_for, forget_document
 from fediverse_net.services.errors import ServiceError
+from fediverse_net.services.groups.core import audience
+from fediverse_net.services.groups.documents import group_document
+from fediverse_net.services.local_actors import new_key_pair
 from fediverse_net.services.outbox import record_outgoing
 from fediverse_net.urls import new_token
 
@@ -33,15 +37,48 @@ async def contacts(actor: Actor) -> list[Actor]:
     return list(seen.values())
 
 
-async def announce_update(deps: Deps, actor: Actor, *, signing_key_pem: str | None = None) -> None:
-    """Send `Update{actor}` (the complete current document) to every contact."""
-    document = await document_for(actor, deps.urls)
+def _is_local_group(actor: Actor) -> bool:
+    return actor.local and actor.type == "Group"
+
+
+async def reach(actor: Actor) -> list[Actor]:
+    """Who gets an `Update` of this actor: its contacts, and for a group also its members."""
+    recipients = await contacts(actor)
+    if _is_local_group(actor):
+        remote_members = [other for other in await audience(actor, members_only=True) if not other.local]
+        by_id = {other.id: other for other in [*recipients, *remote_members]}
+        recipients = list(by_id.values())
+    return recipients
+
+
+async def current_document(actor: Actor, deps: Deps) -> JSON:
+    """The complete actor document as served at its id (the Group document for a group)."""
+    if _is_local_group(actor):
+        return await group_document(actor, deps.urls)
+    return await document_for(actor, deps.urls)
+
+
+async def announce_update(
+    deps: Deps,
+    actor: Actor,
+    *,
+    signing_key_pem: str | None = None,
+    extra: JSON | None = None,
+) -> None:
+    """Send `Update{actor}` (the complete current document, plus `extra`) to everyone it reaches.
+
+    Call it inside the transaction that changed the actor: the activity and its deliveries are
+    written with the change or not at all.
+    """
+    forget_document(deps, actor)
+    document = await current_document(actor, deps)
+    document.update(extra or {})
     activity = builders.update_actor(id=f"{actor.ap_id}#updates/{new_token()}", actor_document=document)
     await record_outgoing(
         deps,
         actor=actor,
         activity=activity,
-        recipients=await contacts(actor),
+        recipients=await reach(actor),
         signing_key_pem=signing_key_pem,
     )
 
@@ -51,11 +88,11 @@ async def rotate_key(deps: Deps, actor: Actor) -> None:
     if not actor.local or not actor.private_key_pem:
         raise ServiceError("only local actors have keys to rotate")
     old_private = actor.private_key_pem
-    private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
+    keys = await new_key_pair()
     async with in_transaction():
-        actor.private_key_pem = private_pem
+        actor.private_key_pem = keys.private_pem
         await actor.save(update_fields=["private_key_pem", "updated_at"])
-        await PublicKey.filter(key_id=key_id_of(actor.ap_id)).update(pem=public_pem)
+        await PublicKey.filter(key_id=key_id_of(actor.ap_id)).update(pem=keys.public_pem)
         await announce_update(deps, actor, signing_key_pem=old_private)
 
 
@@ -74,3 +111,4 @@ async def delete_member(deps: Deps, account: Account) -> None:
         actor.deleted_at = deps.clock()
         await actor.save(update_fields=["deleted_at", "updated_at"])
         await account.delete()
+    forget_document(deps, actor)

@@ -109,7 +109,12 @@ async def _note_contact(deps: Deps, actor_id: str) -> None:
     """A verified activity from a host revives its delivery health (protocol §4.5)."""
     from fediverse_net.services.deliveries import revive_host
 
-    await revive_host(host_of(actor_id))
+    # Checked at most once a minute per host: a transaction per inbox POST would dominate.
+    seen = deps.cache("hosts_contacted", 60.0)
+    host = host_of(actor_id)
+    if seen.get(host) is None:
+        await revive_host(host)
+        seen.put(host, True)
 
 
 MAX_ATTEMPTS = 5

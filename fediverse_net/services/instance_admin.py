@@ -13,15 +13,11 @@ from typing import Final
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from fediverse_net.activitypub import builders
 from fediverse_net.db.models import Account, Actor, ActorSanction, AuditLog, DomainBlock, Follow
 from fediverse_net.deps import Deps
 from fediverse_net.services import moderation
-from fediverse_net.services.actor_documents import document_for
-from fediverse_net.services.actor_lifecycle import contacts
+from fediverse_net.services.actor_lifecycle import announce_update
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
-from fediverse_net.services.outbox import record_outgoing
-from fediverse_net.urls import new_token
 
 SEVERITIES: Final = ("suspend", "silence", "noop")
 MAX_COMMENT: Final = 1000
@@ -133,11 +129,7 @@ async def lift_sanction(deps: Deps, admin: Actor | None, actor: Actor) -> None:
 
 
 async def _announce(deps: Deps, actor: Actor, *, suspended: bool) -> None:
-    document = await document_for(actor, deps.urls)
-    if suspended:
-        document["suspended"] = True
-    activity = builders.update_actor(id=f"{actor.ap_id}#updates/{new_token()}", actor_document=document)
-    await record_outgoing(deps, actor=actor, activity=activity, recipients=await contacts(actor))
+    await announce_update(deps, actor, extra={"suspended": True} if suspended else None)
 
 
 async def suspend_member(deps: Deps, admin: Actor | None, handle: str, reason: str = "") -> Actor:

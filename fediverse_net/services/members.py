@@ -12,11 +12,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from fediverse_net.activitypub.documents import key_id_of
-from fediverse_net.activitypub.keys import generate_rsa_keypair
 from fediverse_net.config import Settings
-from fediverse_net.db.models import Account, Actor, PublicKey
+from fediverse_net.db.models import Account, Actor
 from fediverse_net.services.errors import Conflict, ServiceError
+from fediverse_net.services.local_actors import create_local_actor, new_key_pair
 from fediverse_net.urls import Urls
 
 HANDLE_RE = re.compile(r"[a-z0-9_]{1,30}")
@@ -107,28 +106,20 @@ async def create_member(settings: Settings, new: NewMember) -> Account:
     if await handle_taken(handle):
         raise Conflict(f"The handle {handle!r} is already taken.")
     password_hash = await hash_password(new.password)
-    private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
+    keys = await new_key_pair()
     urls = Urls(settings.origin)
-    ap_id = urls.member(handle)
     try:
         async with in_transaction():
-            actor = await Actor.create(
-                ap_id=ap_id,
+            actor = await create_local_actor(
+                settings,
+                keys,
+                ap_id=urls.member(handle),
                 type="Person",
-                local=True,
                 username=handle,
                 handle=handle,
-                domain=settings.domain,
-                name=new.display_name.strip()[:100],
                 url=urls.member_profile(handle),
-                inbox_url=f"{ap_id}/inbox",
-                shared_inbox_url=urls.shared_inbox,
-                outbox_url=f"{ap_id}/outbox",
-                followers_url=f"{ap_id}/followers",
-                following_url=f"{ap_id}/following",
-                private_key_pem=private_pem,
+                name=new.display_name.strip()[:100],
             )
-            await PublicKey.create(key_id=key_id_of(ap_id), actor=actor, pem=public_pem)
             account = await Account.create(
                 actor=actor,
                 password_hash=password_hash,
@@ -164,23 +155,19 @@ async def ensure_instance_actor(settings: Settings) -> Actor:
     actor = await Actor.filter(ap_id=urls.instance_actor).first()
     if actor is not None:
         return actor
-    private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
+    keys = await new_key_pair()
     try:
         async with in_transaction():
-            actor = await Actor.create(
+            actor = await create_local_actor(
+                settings,
+                keys,
                 ap_id=urls.instance_actor,
                 type="Application",
-                local=True,
                 username=settings.domain,
-                domain=settings.domain,
                 url=f"{settings.origin}/about",
-                inbox_url=f"{urls.instance_actor}/inbox",
-                shared_inbox_url=urls.shared_inbox,
-                outbox_url=f"{urls.instance_actor}/outbox",
+                collections=False,
                 manually_approves_followers=True,
-                private_key_pem=private_pem,
             )
-            await PublicKey.create(key_id=key_id_of(actor.ap_id), actor=actor, pem=public_pem)
     except IntegrityError:  # another worker process created it at the same moment
         return await Actor.get(ap_id=urls.instance_actor)
     return actor

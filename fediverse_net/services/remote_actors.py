@@ -38,6 +38,9 @@ from fediverse_net.services.errors import NotFound, ServiceError
 log = logging.getLogger("fediverse_net.federation")
 STALE_AFTER = timedelta(days=1)  # Mastodon's STALE_THRESHOLD
 KEY_REFRESH_COOLDOWN = 300.0  # one refetch per key per 5 minutes (security matrix row 2)
+# Parsed keys by key id: a verified inbox POST then costs no key query (benchmark B3).
+KEY_CACHE = "public_keys"
+KEY_CACHE_TTL = 300.0
 
 
 def signing_key_for(actor: Actor) -> SigningKey:
@@ -91,7 +94,9 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
         else:
             await Actor.filter(id=actor.id).update(**values)
             await actor.refresh_from_db()
+        keys = deps.cache(KEY_CACHE, KEY_CACHE_TTL)
         for key in data.keys:
+            keys.pop(key.key_id)
             updated = await PublicKey.filter(key_id=key.key_id, actor=actor).update(pem=key.pem)
             if not updated and not await PublicKey.filter(key_id=key.key_id).exists():
                 await PublicKey.create(key_id=key.key_id, actor=actor, pem=key.pem)
@@ -176,13 +181,21 @@ def key_lookup(deps: Deps) -> KeyLookup:
     key's document at most once per key per 5 minutes.
     """
 
+    cache = deps.cache(KEY_CACHE, KEY_CACHE_TTL)
+
     async def lookup(key_id: str, refresh: bool) -> PublicKeyInfo:
-        if not refresh:
+        if refresh:
+            cache.pop(key_id)
+        else:
+            if (cached := cache.get(key_id)) is not None:
+                return cached  # type: ignore[no-any-return]
             row = await PublicKey.filter(key_id=key_id).select_related("actor").first()
             if row is not None and row.actor.deleted_at is None:
-                return PublicKeyInfo(
+                info = PublicKeyInfo(
                     key_id=key_id, owner=row.actor.ap_id, public_key=load_public_key(row.pem)
                 )
+                cache.put(key_id, info)
+                return info
         if deps.urls.is_local(key_id):
             raise KeyFetchError("unknown local key")
         throttle: dict[str, float] = deps.caches.setdefault("key_refresh", {})

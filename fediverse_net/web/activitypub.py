@@ -46,16 +46,15 @@ def _page(request: Request) -> int | None:
 async def member(request: Request) -> Response:
     """`/users/{handle}`: the Person document, or a redirect to the HTML profile for browsers."""
     deps = deps_of(request)
-    handle = request.path_params["handle"]
+    handle = request.path_params["handle"].lower()
     try:
-        actor = await discovery.local_actor(handle, type_="Person")
+        _, document = await actor_documents.member_document(deps, handle)
     except discovery.Gone:
         return json_error(410, "gone")
     except NotFound:
         return json_error(404, "not found")
     if not wants_activitypub(request.headers.get("accept")):
-        return RedirectResponse(actor.url or "/", status_code=302, headers={"Vary": "Accept"})
-    document = await actor_documents.document_for(actor, deps.urls)
+        return RedirectResponse(document.get("url") or "/", status_code=302, headers={"Vary": "Accept"})
     if await fetch_denied(request) is not None:
         # Public keys stay fetchable without a signature, or nobody could verify ours.
         document = fetch_auth.key_only(document)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from fediverse_net.web import activitypub, group_ap, groups, inbox, moderation, pages, social, wellknown
+from fediverse_net.web import (
+    activitypub,
+    group_admin,
+    group_ap,
+    groups,
+    inbox,
+    moderation,
+    pages,
+    social,
+    wellknown,
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -24,6 +34,7 @@ def routes() -> list[BaseRoute]:
         Route("/notes/{token}", activitypub.note, name="note"),
         Route("/activities/{token}", activitypub.activity, name="activity"),
         *groups.routes(),
+        *group_admin.routes(),
         *group_ap.routes(),
         *moderation.routes(),
         *social.routes(),

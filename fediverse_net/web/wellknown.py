@@ -69,7 +69,12 @@ async def nodeinfo(request: Request) -> Response:
     version = request.path_params["version"]
     if version not in ("2.0", "2.1"):
         return json_error(404, "unknown NodeInfo version")
-    usage = await discovery.node_usage()
+    # Counting members and posts on every probe would cost four COUNTs (Lemmy polls this URL).
+    usage_cache = deps.cache("nodeinfo_usage", 300.0)
+    usage = usage_cache.get("usage")
+    if usage is None:
+        usage = await discovery.node_usage()
+        usage_cache.put("usage", usage)
     document = nodeinfo_document(
         version,
         software_version=__version__,

@@ -15,7 +15,7 @@ import pytest
 from fediverse_net.activitypub.actors import parse_actor
 from fediverse_net.activitypub.parse import loads_object
 from fediverse_net.db.models import Actor, Follow, GroupPost, Membership, ModLog, Note, OutgoingActivity
-from fediverse_net.services.groups import membership
+from fediverse_net.services.groups import membership, remote
 from fediverse_net.services.groups.posting import publish_in_group
 from tests.groups.conftest import PUBLIC, queued, stored
 
@@ -301,7 +301,7 @@ async def test_mobilizon_join_with_null_message_joins_an_open_group(client, fedi
 async def test_mobilizon_accept_of_our_members_join(client, fediverse, alice, app, deps, run_workers):
     tcit = fediverse.add_actor("tcit", "mobilizon.org", type="Group")
     group = await stored(app, tcit)
-    row = await membership.join_remote(deps, alice, group)
+    row = await remote.join_remote(deps, alice, group)
     accept = load(
         "mobilizon/accept_join_event.json",
         {

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from fediverse_net.db.models import Actor, GroupPost, Membership, ModLog, Note
-from tests.groups.conftest import PASSWORD, member
+from tests.groups.conftest import PASSWORD, PUBLIC, follow_of, member, queued, stored
 
 pytestmark = pytest.mark.anyio
 TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -181,3 +181,27 @@ async def test_member_joins_a_remote_group_from_the_web(alice, browsers, fediver
     assert response.status_code == 303
     assert (await Membership.get(group=group)).state == "pending"
     assert "Waiting for approval" in (await web.get("/groups/find", params={"q": climbers.id})).text
+
+
+async def test_editing_the_group_sends_update_group_to_followers_and_remote_members(
+    app, client, fediverse, make_group, browsers, run_workers
+):
+    group = await make_group(follow_is_join=False)
+    bob, carol = fediverse.add_actor("bob"), fediverse.add_actor("carol", domain="other.example")
+    await fediverse.post_signed(client, "/inbox", follow_of(fediverse, bob, group.ap_id), as_actor=bob)
+    await run_workers()
+    await Membership.create(group=group, member=await stored(app, carol), role="member", state="accepted")
+    admin = await browsers("alice")
+    form = {"name": "Ridge walkers", "description": "New **plans**.", "join_mode": "approval"}
+    response = await post_form(admin, "/g/hikers/edit", form, "/g/hikers/edit")
+    assert response.status_code == 303
+    ((update, inboxes),) = await queued("Update")
+    assert inboxes == sorted([bob.shared_inbox, carol.shared_inbox])
+    assert update["actor"] == group.ap_id and update["to"] == [PUBLIC]
+    document = update["object"]
+    assert document["id"] == group.ap_id and document["type"] == "Group"
+    assert document["name"] == "Ridge walkers" and "<strong>plans</strong>" in document["summary"]
+    assert document["manuallyApprovesFollowers"] is True and document["openness"] == "moderated"
+    assert document["attributedTo"] == f"{group.ap_id}/moderators" and document["memberCount"] == 2
+    assert "@context" not in document and {"memberCount", "openness"} <= set(update["@context"][-1])
+    assert document["publicKey"]["id"] == f"{group.ap_id}#main-key"

@@ -7,7 +7,7 @@ import pytest
 
 from fediverse_net.db.models import Account, Follow, GroupPost, Membership, Note
 from fediverse_net.services import profiles
-from fediverse_net.services.groups import membership
+from fediverse_net.services.groups import remote
 from fediverse_net.services.groups.posting import publish_in_group
 from tests.groups.conftest import AS, PUBLIC, queued, stored
 
@@ -23,7 +23,7 @@ async def test_member_joins_a_remote_group_and_is_accepted(
     client, fediverse, climbers, alice, app, deps, run_workers
 ):
     group = await stored(app, climbers)
-    row = await membership.join_remote(deps, alice, group)
+    row = await remote.join_remote(deps, alice, group)
     ((join, inboxes),) = await queued("Join")
     assert (join["type"], join["actor"], join["object"], join["to"]) == (
         "Join",
@@ -48,7 +48,7 @@ async def test_member_joins_a_remote_group_and_is_accepted(
 
 async def test_reject_of_join_drops_the_request(client, fediverse, climbers, alice, app, deps, run_workers):
     group = await stored(app, climbers)
-    row = await membership.join_remote(deps, alice, group)
+    row = await remote.join_remote(deps, alice, group)
     reject = {
         "id": f"{climbers.id}/reject/1",
         "type": "Reject",
@@ -64,7 +64,7 @@ async def test_accept_of_join_from_another_actor_is_ignored(
     client, fediverse, climbers, alice, app, deps, run_workers
 ):
     group = await stored(app, climbers)
-    row = await membership.join_remote(deps, alice, group)
+    row = await remote.join_remote(deps, alice, group)
     mallory = fediverse.add_actor("mallory", "mobilizon.example", type="Group", slot=1)
     accept = {"id": f"{mallory.id}/accept/1", "type": "Accept", "actor": mallory.id, "object": row.join_ap_id}
     await fediverse.post_signed(client, "/inbox", accept, as_actor=mallory)
@@ -74,8 +74,8 @@ async def test_accept_of_join_from_another_actor_is_ignored(
 
 async def test_leave_remote_sends_leave(climbers, alice, app, deps):
     group = await stored(app, climbers)
-    await membership.join_remote(deps, alice, group)
-    await membership.leave_remote(deps, alice, group)
+    await remote.join_remote(deps, alice, group)
+    await remote.leave_remote(deps, alice, group)
     ((leave, _),) = await queued("Leave")
     assert (leave["actor"], leave["object"]) == (alice.ap_id, climbers.id)
     assert not await Membership.filter(member=alice).exists()

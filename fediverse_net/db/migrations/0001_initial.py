@@ -232,6 +232,7 @@ class Migration(migrations.Migration):
                 "table": "follows",
                 "app": "models",
                 "unique_together": (("follower", "followee"),),
+                "indexes": [Index(fields=["followee_id", "state"])],
                 "pk_attr": "id",
                 "table_description": "`follower` follows `followee`, pending until the followee's side accepts.",
             },
@@ -463,6 +464,7 @@ class Migration(migrations.Migration):
             options={
                 "table": "notes",
                 "app": "models",
+                "indexes": [Index(fields=["author_id", "published"])],
                 "pk_attr": "id",
                 "table_description": "A post or reply, local or remote.",
             },

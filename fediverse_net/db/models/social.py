@@ -30,6 +30,7 @@ class Follow(Model):
     class Meta:
         table = "follows"
         unique_together = (("follower", "followee"),)
+        indexes = (("followee_id", "state"),)
 
 
 class Note(Model):
@@ -58,6 +59,8 @@ class Note(Model):
 
     class Meta:
         table = "notes"
+        # Outboxes, profiles and timelines read one author's notes newest first.
+        indexes = (("author_id", "published"),)
 
 
 class Tombstone(Model):

@@ -8,7 +8,6 @@ namespace as members (`acct:hikers@host` resolves to exactly one actor, protocol
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -16,11 +15,10 @@ from typing import Any, Final
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from fediverse_net.activitypub.documents import key_id_of
-from fediverse_net.activitypub.keys import generate_rsa_keypair
 from fediverse_net.config import Settings
-from fediverse_net.db.models import Actor, Follow, Group, JoinQuestion, Membership, ModLog, PublicKey
+from fediverse_net.db.models import Actor, Follow, Group, JoinQuestion, Membership, ModLog
 from fediverse_net.services.errors import Conflict, Forbidden, NotFound, ServiceError
+from fediverse_net.services.local_actors import create_local_actor, new_key_pair
 from fediverse_net.services.markup import render_markdown
 from fediverse_net.services.members import handle_taken, normalise_handle
 from fediverse_net.urls import Urls
@@ -85,7 +83,7 @@ def _image_url(raw: str, label: str) -> str | None:
     return url
 
 
-def _check(form: GroupInput) -> None:
+def check_input(form: GroupInput) -> None:
     if not form.name.strip():
         raise ServiceError("A group needs a name.")
     if len(form.name.strip()) > MAX_NAME:
@@ -111,7 +109,7 @@ def _check(form: GroupInput) -> None:
         raise ServiceError(f"A question may have at most {MAX_QUESTION} characters.")
 
 
-def _actor_values(form: GroupInput) -> dict[str, Any]:
+def actor_values(form: GroupInput) -> dict[str, Any]:
     return {
         "name": form.name.strip()[:MAX_NAME],
         "summary": render_markdown(form.description),
@@ -122,7 +120,7 @@ def _actor_values(form: GroupInput) -> dict[str, Any]:
     }
 
 
-def _settings_values(form: GroupInput) -> dict[str, Any]:
+def settings_values(form: GroupInput) -> dict[str, Any]:
     return {
         "join_mode": form.join_mode,
         "visibility": form.visibility,
@@ -137,7 +135,7 @@ def _settings_values(form: GroupInput) -> dict[str, Any]:
     }
 
 
-async def _replace_questions(group: Actor, questions: list[str]) -> None:
+async def replace_questions(group: Actor, questions: list[str]) -> None:
     await JoinQuestion.filter(group=group).delete()
     texts = [q.strip() for q in questions if q.strip()]
     if texts:
@@ -151,57 +149,35 @@ async def create_group(settings: Settings, handle: str, owner: Actor, form: Grou
     handle = normalise_handle(handle)
     if handle in RESERVED_GROUP_HANDLES:
         raise ServiceError(f"The handle {handle!r} is reserved.")
-    _check(form)
+    check_input(form)
     if not owner.local or owner.type != "Person" or owner.deleted_at is not None:
         raise ServiceError("Only a member of this server can create a group.")
     if await handle_taken(handle):
         raise Conflict(f"The handle {handle!r} is already taken.")
-    actor_values = _actor_values(form)
-    settings_values = _settings_values(form)
-    private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
+    actor_fields = actor_values(form)
+    settings_fields = settings_values(form)
+    keys = await new_key_pair()
     urls = Urls(settings.origin)
     ap_id = urls.group(handle)
     try:
         async with in_transaction():
-            actor = await Actor.create(
+            actor = await create_local_actor(
+                settings,
+                keys,
                 ap_id=ap_id,
                 type="Group",
-                local=True,
                 username=handle,
                 handle=handle,
-                domain=settings.domain,
                 url=urls.group_profile(handle),
-                inbox_url=f"{ap_id}/inbox",
-                shared_inbox_url=urls.shared_inbox,
-                outbox_url=f"{ap_id}/outbox",
-                followers_url=f"{ap_id}/followers",
-                following_url=f"{ap_id}/following",
-                private_key_pem=private_pem,
-                **actor_values,
+                **actor_fields,
             )
-            await PublicKey.create(key_id=key_id_of(ap_id), actor=actor, pem=public_pem)
-            await Group.create(actor=actor, **settings_values)
+            await Group.create(actor=actor, **settings_fields)
             await Membership.create(group=actor, member=owner, role="admin", state="accepted")
-            await _replace_questions(actor, form.questions)
+            await replace_questions(actor, form.questions)
             await ModLog.create(group=actor, moderator=owner, action="create", target=ap_id)
     except IntegrityError:
         raise Conflict(f"The handle {handle!r} is already taken.") from None
     return actor
-
-
-async def update_group(group: Actor, editor: Actor, form: GroupInput) -> Actor:
-    """Save new settings; only the group's admins may. Returns the refreshed actor."""
-    await require_role(group, editor, ("admin",))
-    _check(form)
-    actor_values = _actor_values(form)
-    settings_values = _settings_values(form)
-    async with in_transaction():
-        await Actor.filter(id=group.id).update(**actor_values)
-        await Group.filter(actor_id=group.id).update(**settings_values)
-        await _replace_questions(group, form.questions)
-        await ModLog.create(group=group, moderator=editor, action="edit", target=group.ap_id)
-    await group.refresh_from_db()
-    return group
 
 
 # --- finding groups and roles ---------------------------------------------------------------------

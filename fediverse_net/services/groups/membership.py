@@ -12,12 +12,12 @@ group is open and `follow_is_join` is on. Our members join remote groups with th
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub import builders
-from fediverse_net.activitypub.parse import JSON, first_string, host_of
+from fediverse_net.activitypub.parse import JSON, first_string
 from fediverse_net.activitypub.vocab import AS_CONTEXT
 from fediverse_net.db.models import Actor, Follow, Group, JoinQuestion, Membership, TrustedInstance, Vouch
 from fediverse_net.deps import Deps
@@ -389,71 +389,3 @@ async def receive_undo_follow(group: Actor, follower: Actor) -> None:
     if row is not None and row.role == "member" and isinstance(join, dict) and join.get("type") == "Follow":
         await row.delete()
         await log(group, "leave", target=follower.ap_id, reason="unfollowed")
-
-
-# --- our members and remote groups (outbox side) ---------------------------------------------------
-
-
-async def join_remote(deps: Deps, member: Actor, group: Actor) -> Membership:
-    """Our member sends `Join` to a remote group (Mobilizon, or another fediverse-net)."""
-    if group.local or group.type != "Group":
-        raise ServiceError("That is not a group on another server.")
-    row = await membership_of(group, member)
-    if row is not None and row.state in ("accepted", "pending"):
-        raise Conflict("You already asked to join this group.")
-    activity_id = deps.urls.activity(new_token())
-    join = {
-        "@context": AS_CONTEXT,
-        "id": activity_id,
-        "type": "Join",
-        "actor": member.ap_id,
-        "object": group.ap_id,
-        "to": [group.ap_id],
-    }
-    async with in_transaction():
-        if row is None:
-            row = Membership(group=group, member=member, role="member")
-        row.state, row.join_ap_id = "pending", activity_id
-        row.join_activity = {k: v for k, v in join.items() if k != "@context"}
-        await row.save()
-        await record_outgoing(deps, actor=member, activity=join, recipients=[group], personal=True)
-    return row
-
-
-async def leave_remote(deps: Deps, member: Actor, group: Actor) -> None:
-    row = await membership_of(group, member)
-    if row is None:
-        raise NotFound("You are not a member of this group.")
-    leave_activity: dict[str, Any] = {
-        "@context": AS_CONTEXT,
-        "id": deps.urls.activity(new_token()),
-        "type": "Leave",
-        "actor": member.ap_id,
-        "object": group.ap_id,
-        "to": [group.ap_id],
-    }
-    async with in_transaction():
-        await row.delete()
-        await record_outgoing(deps, actor=member, activity=leave_activity, recipients=[group], personal=True)
-
-
-async def receive_join_answer(
-    group: Actor, join_id: str | None, member_id: str | None, accepted: bool
-) -> bool:
-    """Accept/Reject{Join} from a remote group for one of our members; True when it matched."""
-    query = Membership.filter(group_id=group.id, member__local=True, state="pending")
-    row = await query.filter(join_ap_id=join_id).first() if join_id else None
-    if row is None and member_id:
-        row = await query.filter(member__ap_id=member_id).first()
-    if row is None:
-        return False
-    if accepted:
-        row.state = "accepted"
-        await row.save(update_fields=["state"])
-    else:
-        await row.delete()
-    return True
-
-
-def domain_of(actor_id: str) -> str:
-    return host_of(actor_id)

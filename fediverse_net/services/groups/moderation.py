@@ -3,8 +3,9 @@
 Shapes (FEP-1b12 "Group moderation", Lemmy): a removal is `Delete{object: post}` by the group
 (with `Undo{Announce}` of the compatibility boost for Mastodon-family receivers, protocol §5.11);
 a ban is `Block{object: person, target: group}` by the group (fixture lemmy/block_user.json), an
-unban `Undo{Block}`. Moderation activities from remote actors are applied only when the actor is
-one of the group's listed moderators, and are then announced by the group.
+unban `Undo{Block}`; an edit of the group's settings is `Update{Group}` (protocol §5.10).
+Moderation activities from remote actors are applied only when the actor is one of the group's
+listed moderators, and are then announced by the group.
 """
 
 from __future__ import annotations
@@ -16,10 +17,22 @@ from tortoise.transactions import in_transaction
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.parse import JSON, get_id
 from fediverse_net.activitypub.vocab import AS_CONTEXT, PUBLIC
-from fediverse_net.db.models import Actor, Follow, GroupPost, Membership, ModLog, Note
+from fediverse_net.db.models import Actor, Follow, Group, GroupPost, Membership, ModLog, Note
 from fediverse_net.deps import Deps
+from fediverse_net.services import actor_lifecycle
 from fediverse_net.services.errors import NotFound, ServiceError
-from fediverse_net.services.groups.core import audience, is_moderator, log, membership_of, require_role
+from fediverse_net.services.groups.core import (
+    GroupInput,
+    actor_values,
+    audience,
+    check_input,
+    is_moderator,
+    log,
+    membership_of,
+    replace_questions,
+    require_role,
+    settings_values,
+)
 from fediverse_net.services.outbox import record_outgoing
 from fediverse_net.urls import new_token
 
@@ -33,6 +46,26 @@ def _activity_id(group: Actor) -> str:
 async def _send(deps: Deps, group: Actor, activity: JSON) -> None:
     recipients = [a for a in await audience(group) if not a.local]
     await record_outgoing(deps, actor=group, activity=activity, recipients=recipients)
+
+
+async def update_group(deps: Deps, group: Actor, editor: Actor, form: GroupInput) -> Actor:
+    """Save new settings; only the group's admins may. Returns the refreshed actor.
+
+    `Update{Group}` with the complete new document goes to the group's followers and remote
+    members in the same transaction (`actor_lifecycle.announce_update`).
+    """
+    await require_role(group, editor, ("admin",))
+    check_input(form)
+    actor_fields = actor_values(form)
+    settings_fields = settings_values(form)
+    async with in_transaction():
+        await Actor.filter(id=group.id).update(**actor_fields)
+        await Group.filter(actor_id=group.id).update(**settings_fields)
+        await replace_questions(group, form.questions)
+        await ModLog.create(group=group, moderator=editor, action="edit", target=group.ap_id)
+        await group.refresh_from_db()
+        await actor_lifecycle.announce_update(deps, group)
+    return group
 
 
 async def post_in_group(group: Actor, note_id: int) -> GroupPost:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fediverse_net.activitypub.parse import get_id, get_type
 from fediverse_net.db.models import Follow
-from fediverse_net.services.groups.membership import receive_join_answer
+from fediverse_net.services.groups.remote import receive_join_answer
 from fediverse_net.services.handlers.context import Incoming
 
 
