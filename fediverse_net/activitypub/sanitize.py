@@ -218,3 +218,17 @@ def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     if space >= len(cut) * 2 // 3:  # break at a word when it costs at most a third
         cut = cut[:space]
     return cut.rstrip() + ellipsis
+
+
+# Bidirectional overrides/isolates and zero-width characters let a name spoof the text around it
+# (security matrix row 28, CVE-2023-36462): names are plain text without them.
+_SPOOFING_CHARS = dict.fromkeys(
+    [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x061C, 0xFEFF]
+)
+
+
+def clean_name(text: str, limit: int = 256) -> str:
+    """A display name as one line of plain text: no control, bidi-override or zero-width chars."""
+    text = text.translate(_SPOOFING_CHARS)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())[:limit]

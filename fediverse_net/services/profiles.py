@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
+from fediverse_net.activitypub.sanitize import clean_name
 from fediverse_net.config import Settings
 from fediverse_net.db.models import Account, Actor, Follow, GroupPost, Membership, Note, PublicKey
 from fediverse_net.deps import Deps
@@ -36,9 +37,8 @@ _SPACES = re.compile(r"\s+")
 
 
 def _one_line(text: str) -> str:
-    """Stripped text without control characters (newlines included) and with single spaces."""
-    cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-    return _SPACES.sub(" ", cleaned).strip()
+    """Stripped text without control, bidi-override or zero-width characters, single spaces."""
+    return clean_name(text, limit=10_000)
 
 
 def _check_length(label: str, value: str, limit: int) -> None:

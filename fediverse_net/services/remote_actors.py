@@ -27,7 +27,7 @@ from fediverse_net.activitypub.errors import (
 )
 from fediverse_net.activitypub.keys import SigningKey, load_private_key, load_public_key
 from fediverse_net.activitypub.parse import JSON, same_origin
-from fediverse_net.activitypub.sanitize import sanitize_html
+from fediverse_net.activitypub.sanitize import clean_name, sanitize_html
 from fediverse_net.activitypub.signatures import KeyLookup, PublicKeyInfo
 from fediverse_net.activitypub.vocab import ACTOR_TYPES
 from fediverse_net.db.models import Actor, Follow, PublicKey
@@ -68,7 +68,7 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
         "type": data.type,
         "username": data.username,
         "domain": data.domain,
-        "name": data.name,
+        "name": clean_name(data.name),
         "summary": sanitize_html(data.summary_html),
         "url": data.url,
         "inbox_url": data.inbox,

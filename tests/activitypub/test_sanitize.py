@@ -253,3 +253,10 @@ def test_truncate(text, limit, expected):
 )
 def test_the_property_checker_itself_catches_active_content(html):
     assert _unsafe(html)
+
+
+def test_C28_display_names_lose_bidi_overrides_and_zero_width_characters():
+    from fediverse_net.activitypub.sanitize import clean_name
+
+    assert clean_name("adm\u202ein\u200b  \u2066x\u2069\n") == "admin x"
+    assert clean_name("Аlice") == "Аlice"  # confusable letters are left as typed
