@@ -139,5 +139,9 @@ async def member_document(deps: Deps, handle: str) -> tuple[Actor | None, JSON]:
 
 
 def forget_document(deps: Deps, actor: Actor) -> None:
+    """Drop what is cached about a local actor that changed (document, WebFinger answers)."""
+    from fediverse_net.services import discovery
+
     if actor.handle:
         deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL).pop(actor.handle)
+    deps.cache(discovery.WEBFINGER_CACHE, discovery.WEBFINGER_TTL).clear()

@@ -32,6 +32,9 @@ async def webfinger(request: Request) -> Response:
     resource = request.query_params.get("resource")
     if not resource:
         return json_error(400, "missing resource parameter", headers=MISS_CACHE)
+    cache = deps.cache(discovery.WEBFINGER_CACHE, discovery.WEBFINGER_TTL)
+    if (cached := cache.get(resource)) is not None:
+        return JRDResponse(cached, headers=HIT_CACHE)
     try:
         actor = await discovery.actor_for_resource(deps.settings, resource)
     except ValueError:
@@ -48,6 +51,7 @@ async def webfinger(request: Request) -> Response:
         actor_type=actor.type,
         avatar_url=actor.avatar_url,
     )
+    cache.put(resource, document)
     return JRDResponse(document, headers=HIT_CACHE)
 
 
