@@ -118,11 +118,11 @@ async def _moderation(settings: Settings, args: argparse.Namespace) -> int:
                 reports = "reject-reports" if row.reject_reports else ""
                 print(f"{row.domain}\t{row.severity}\t{media} {reports}".rstrip())
         elif args.member_command == "suspend":
-            await instance_admin.suspend_member(deps, None, args.name, args.reason)
-            print(f"@{args.name} is suspended")
+            actor = await instance_admin.suspend_member(deps, None, args.name, args.reason)
+            print(f"@{actor.handle} is suspended")
         else:
-            await instance_admin.unsuspend_member(deps, None, args.name)
-            print(f"@{args.name} is reinstated")
+            actor = await instance_admin.unsuspend_member(deps, None, args.name)
+            print(f"@{actor.handle} is reinstated")
     except ServiceError as exc:
         raise CLIError(str(exc)) from None
     return 0

@@ -1,9 +1,12 @@
 """FederationClient: every outbound HTTP request of the server (protocol.md §1.2, §4.1, §4.6, §6.4, §6.5).
 
 One `httpx.AsyncClient` per process, owned by one `FederationClient` (made in the app lifespan and
-passed in `Deps`). Its transport is `GuardedTransport`: one small httpcore pool per origin, whose
-network backend resolves the host, checks **every** address (`netguard.resolve_checked`) and dials
-one of the checked addresses itself. httpcore starts TLS afterwards with the original host name, so
+passed in `Deps`), for GETs; inbox POSTs go through one shared `aiohttp.ClientSession`
+(`aiohttp_poster.py`: about twice the throughput per core, benchmarks.md) with the same dial-time
+check, unless a test injected its own `transport` or `http_client` (then POSTs use httpx too).
+The httpx transport is `GuardedTransport`: one small httpcore pool per origin, whose network
+backend resolves the host, checks **every** address (`netguard.resolve_checked`) and dials one of
+the checked addresses itself. httpcore starts TLS afterwards with the original host name, so
 SNI and certificate verification use the name, and the Host header is untouched; keep-alive works
 as usual (each new connection is checked when it is dialled). Tests may pass their own `transport`
 (e.g. `httpx.MockTransport`): URL checks still apply, dial-time checks are then the transport's
@@ -51,6 +54,12 @@ from urllib.parse import quote
 
 import httpx
 
+from fediverse_net.activitypub.aiohttp_poster import (
+    CONNECT_ERRORS,
+    POST_ERRORS,
+    PROTOCOL_ERRORS,
+    AiohttpPoster,
+)
 from fediverse_net.activitypub.errors import FetchError, ObjectGone, ProtocolError, UnsafeURL
 from fediverse_net.activitypub.keys import SigningKey
 from fediverse_net.activitypub.netguard import (
@@ -224,6 +233,9 @@ def _describe(exc: BaseException) -> str:
         if isinstance(item, DNSLookupError):
             kind = "dns-nxdomain" if item.nxdomain else "dns-failure"
             break
+        if isinstance(item, socket.gaierror):  # aiohttp: ClientConnectorDNSError from gaierror
+            kind = "dns-nxdomain" if item.errno in _EAI_NXDOMAIN else "dns-failure"
+            break
         if isinstance(item, ssl.SSLCertVerificationError):
             kind = "tls-certificate"
             break
@@ -233,9 +245,9 @@ def _describe(exc: BaseException) -> str:
     else:
         if isinstance(exc, httpx.TimeoutException | TimeoutError):
             kind = "timeout"
-        elif isinstance(exc, httpx.ConnectError):
+        elif isinstance(exc, (httpx.ConnectError, *CONNECT_ERRORS)):
             kind = "connect"
-        elif isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        elif isinstance(exc, (httpx.ProtocolError, httpx.DecodingError, *PROTOCOL_ERRORS)):
             kind = "protocol"
     message = str(exc) or type(exc).__name__
     return f"{kind}: {message[:300]}"
@@ -398,6 +410,19 @@ class FederationClient:
             )
         )
         self._http.headers["User-Agent"] = user_agent
+        # Inbox POSTs over aiohttp, unless a test injected its own httpx transport or client.
+        self._poster = (
+            AiohttpPoster(
+                user_agent=user_agent,
+                allow_private=allow_private,
+                allowed=self._allowed,
+                per_host_limit=per_host_limit,
+                global_limit=global_limit,
+                timeout=timeout,
+            )
+            if transport is None and http_client is None
+            else None
+        )
         self._deadline = deadline
         self._max_body = max_body_bytes
         self._max_redirects = max_redirects
@@ -418,7 +443,9 @@ class FederationClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client (and its pooled connections) if this object created it."""
+        """Close the HTTP clients (and their pooled connections) this object created."""
+        if self._poster is not None:
+            await self._poster.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -578,32 +605,43 @@ class FederationClient:
         headers = {"Content-Type": ACTIVITY_CONTENT_TYPE, "Accept": ACTIVITY_CONTENT_TYPE}
         headers.update(self._sign("POST", wire_url, body, key=key, scheme=scheme))
         try:
-            async with asyncio.timeout(self._deadline):
-                request = self._http.build_request("POST", url, content=body, headers=headers)
-                response = await self._http.send(request, stream=True)
-                try:
-                    drained = 0
-                    chunks = response.aiter_raw() if not response.is_stream_consumed else _nothing()
-                    async for chunk in chunks:
-                        drained += len(chunk)
-                        if drained > MAX_POST_RESPONSE_DRAIN:
-                            break  # closing an unread response closes the connection
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            return DeliveryResult(None, None, f"timeout: no answer within {self._deadline:g} s", scheme)
-        except (httpx.HTTPError, OSError) as exc:
+            async with asyncio.timeout(self._deadline) as deadline:
+                if self._poster is not None:
+                    status, answer = await self._poster.post(
+                        wire_url, body, headers, drain=MAX_POST_RESPONSE_DRAIN
+                    )
+                else:
+                    status, answer = await self._post_httpx(url, body, headers)
+        except (httpx.HTTPError, *POST_ERRORS) as exc:  # OSError includes TimeoutError
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return DeliveryResult(None, None, f"timeout: no answer within {self._deadline:g} s", scheme)
             return DeliveryResult(None, None, _describe(exc), scheme)
-        status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
+        retry_after = parse_retry_after(answer.get("retry-after"), now=self._clock())
         if 200 <= status < 300:
             return DeliveryResult(status, retry_after, None, scheme)
         if 300 <= status < 400:
-            location = response.headers.get("location", "")[:200]
+            location = answer.get("location", "")[:200]
             error = f"redirect: {status} on POST is not followed (Location: {location!r})"
         else:
             error = f"http: {status}"
         return DeliveryResult(status, retry_after, error, scheme)
+
+    async def _post_httpx(
+        self, url: httpx.URL, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str]]:
+        """The httpx POST path (injected transports and clients, i.e. tests): status and headers."""
+        request = self._http.build_request("POST", url, content=body, headers=headers)
+        response = await self._http.send(request, stream=True)
+        try:
+            drained = 0
+            chunks = response.aiter_raw() if not response.is_stream_consumed else _nothing()
+            async for chunk in chunks:
+                drained += len(chunk)
+                if drained > MAX_POST_RESPONSE_DRAIN:
+                    break  # closing an unread response closes the connection
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers
 
     # -- WebFinger (§1.2 steps 1-4) --
 

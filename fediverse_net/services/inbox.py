@@ -7,11 +7,13 @@ actor's origin (400) → insert an InboxItem whose activity id is unique (a repl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub.errors import ProtocolError, SignatureError
 from fediverse_net.activitypub.parse import JSON, get_id, get_type, host_of, loads_object, same_origin
@@ -78,17 +80,17 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     if kind == "Follow":  # follow spam: a budget per remote domain (ratelimit.RateLimited → 429)
         ratelimit.check(deps, "rate_limit_remote_follows", host_of(actor_id), what="follow requests")
     await _note_contact(deps, actor_id)
-    try:
-        await InboxItem.create(
-            activity_id=activity_id,
-            actor_ap_id=actor_id,
-            type=kind[:32],
-            payload=activity,
-            recipient=recipient,
-            refetch=refetch,
-            next_attempt_at=deps.clock(),
-        )
-    except IntegrityError:
+    row = InboxItem(
+        activity_id=activity_id,
+        actor_ap_id=actor_id,
+        type=kind[:32],
+        payload=activity,
+        recipient=recipient,
+        refetch=refetch,
+        next_attempt_at=deps.clock(),
+    )
+    # Answered only once the row is committed (group commit: one transaction for many requests).
+    if not await _writer(deps).write(row):
         return Accepted("duplicate", activity_id)
     event(
         log,
@@ -103,6 +105,82 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     if wake is not None:
         wake.set()
     return Accepted("queued", activity_id)
+
+
+class InboxWriter:
+    """Group commit of accepted InboxItems: one transaction per batch instead of one per request.
+
+    `write` queues a row and returns once its batch is committed: True if inserted, False if its
+    activity id was already stored. A failed transaction fails every request of the batch (none
+    of its rows is written). Bound to the event loop it was created in.
+    """
+
+    MAX_ROWS = 64
+    WINDOW = 0.002  # seconds a batch waits for company after its first row
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._pending: list[tuple[InboxItem, asyncio.Future[bool]]] = []
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, row: InboxItem) -> bool:
+        done: asyncio.Future[bool] = self.loop.create_future()
+        self._pending.append((row, done))
+        if len(self._pending) >= self.MAX_ROWS:
+            self._full.set()
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._run())
+        return await done
+
+    async def _run(self) -> None:
+        while self._pending:
+            if len(self._pending) < self.MAX_ROWS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.WINDOW)
+            batch, self._pending = self._pending[: self.MAX_ROWS], self._pending[self.MAX_ROWS :]
+            self._full.clear()
+            try:
+                inserted = await insert_new([row for row, _ in batch])
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):  # cancelled: fail whoever is still waiting
+                    for _, done in self._pending:
+                        if not done.done():
+                            done.set_exception(exc)
+                    self._pending = []
+                    raise
+                continue
+            for (_, done), is_new in zip(batch, inserted, strict=True):
+                if not done.done():
+                    done.set_result(is_new)
+
+
+async def insert_new(rows: list[InboxItem]) -> list[bool]:
+    """Insert, in one transaction, the rows whose activity id is new; True for each row inserted."""
+    async with in_transaction() as conn:
+        ids = [row.activity_id for row in rows]
+        stored = (
+            await InboxItem.filter(activity_id__in=ids).using_db(conn).values_list("activity_id", flat=True)
+        )
+        seen = set(map(str, stored))
+        fresh = []
+        for row in rows:
+            fresh.append(row.activity_id not in seen)
+            seen.add(row.activity_id)
+        if any(fresh):  # a concurrent writer (another process) may still win a race: ignore that row
+            new = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]
+            await InboxItem.bulk_create(new, ignore_conflicts=True, using_db=conn)
+    return fresh
+
+
+def _writer(deps: Deps) -> InboxWriter:
+    found = deps.caches.get("inbox_writer")
+    if not isinstance(found, InboxWriter) or found.loop is not asyncio.get_running_loop():
+        found = deps.caches["inbox_writer"] = InboxWriter()
+    return found
 
 
 async def _note_contact(deps: Deps, actor_id: str) -> None:

@@ -34,6 +34,7 @@ from fediverse_net.db.models import Actor, Follow, PublicKey
 from fediverse_net.deps import Deps
 from fediverse_net.logs import event
 from fediverse_net.services.errors import NotFound, ServiceError
+from fediverse_net.services.moderation import policy_for
 
 log = logging.getLogger("fediverse_net.federation")
 STALE_AFTER = timedelta(days=1)  # Mastodon's STALE_THRESHOLD
@@ -84,6 +85,9 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
         "fetched_at": deps.clock(),
         "deleted_at": None,
     }
+    policy = await policy_for(deps, data.ap_id)
+    if policy is not None and policy.reject_media:  # domain policy: never show their pictures
+        values["avatar_url"] = values["header_url"] = None
     async with in_transaction():
         actor = await Actor.filter(ap_id=data.ap_id).first()
         if actor is None:

@@ -85,8 +85,10 @@ async def collection(request: Request) -> Response:
     if which == "outbox":
         document = await actor_documents.outbox(actor, _page(request), deps_of(request).urls)
     else:
+        # Lists of people follow the member's visibility setting, for unsigned and signed
+        # requests alike; a group's followers are never listed (product.md privacy by default).
         document = await actor_documents.follow_collection(
-            actor, which, _page(request), show_items=actor.type == "Person"
+            actor, which, _page(request), show_items=actor.type == "Person" and actor.discoverable
         )
     return ActivityJSONResponse(document)
 

@@ -1086,3 +1086,109 @@ async def test_cookies_never_stored_and_proxy_environment_ignored(
         for _ in range(2):
             assert (await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)).ok
     assert all("cookie" not in request.headers for request in server.requests)
+
+
+# --- the aiohttp POST path (aiohttp_poster.py) ---------------------------------------------------
+
+
+async def test_posts_use_one_lazy_aiohttp_session_unless_a_transport_is_injected(key: SigningKey) -> None:
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
+        await respond(writer, 202)
+
+    client = make_client()
+    assert client._poster is not None and client._poster._session is None  # created inside the loop
+    async with LoopbackServer(handler) as server:
+        for _ in range(2):
+            assert (await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)).ok
+        session = client._poster._session
+        assert session is not None and not session.closed
+        await client.aclose()
+    assert session.closed and server.connections == 1
+
+    posted: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        posted.append(request)
+        return httpx.Response(202)
+
+    async with make_client(transport=httpx.MockTransport(record)) as mocked:
+        assert mocked._poster is None
+        assert (await mocked.post_activity("http://remote.example/inbox", ACTIVITY, sign_as=key)).ok
+    assert [r.content for r in posted] == [ACTIVITY]
+
+
+async def test_checked_resolver_returns_only_checked_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fediverse_net.activitypub.aiohttp_poster import CheckedResolver
+
+    fake_dns(monkeypatch, {"peer.test": ["127.0.0.1"], "mixed.test": ["8.8.8.8", "10.0.0.1"]})
+    results = await CheckedResolver(allow_private=True).resolve("peer.test", 8080)
+    assert [(r["hostname"], r["host"], r["port"], r["family"]) for r in results] == [
+        ("peer.test", "127.0.0.1", 8080, socket.AF_INET)
+    ]
+    for host in ("peer.test", "mixed.test"):
+        with pytest.raises(UnsafeURL):
+            await CheckedResolver(allow_private=False).resolve(host, 443)
+
+
+async def test_post_answer_is_drained_only_up_to_the_limit(key: SigningKey) -> None:
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100000000\r\n\r\n")
+        for _ in range(200):  # 12.8 MB, far more than MAX_POST_RESPONSE_DRAIN
+            writer.write(b"x" * 65536)
+            await writer.drain()
+        return False
+
+    async with LoopbackServer(handler) as server, make_client(deadline=5.0) as client:
+        started = time.monotonic()
+        for _ in range(2):
+            result = await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)
+            assert result.ok and result.status == 202
+        assert time.monotonic() - started < 4.0
+    assert server.connections == 2  # a half-read answer's connection is not reused
+
+
+@pytest.mark.parametrize(
+    ("errno", "kind"), [(socket.EAI_NONAME, "dns-nxdomain"), (socket.EAI_AGAIN, "dns-failure")]
+)
+async def test_F10_dns_error_kinds_over_aiohttp(
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, errno: int, kind: str
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(errno, "lookup failed")
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    async with make_client() as client:
+        result = await client.post_activity("http://peer.test:1/inbox", ACTIVITY, sign_as=key)
+    assert result.status is None and result.error is not None and result.error.startswith(f"{kind}:")
+    assert not result.permanent
+
+
+async def test_protocol_errors_over_aiohttp(key: SigningKey) -> None:
+    async def garbage(request: Req, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        return False
+
+    async def hang_up(request: Req, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    for handler in (garbage, hang_up):
+        async with LoopbackServer(handler) as server, make_client() as client:
+            result = await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)
+        assert result.status is None and result.error is not None
+        assert result.error.startswith("protocol:"), result.error
+
+
+async def test_post_sends_the_signed_url_unchanged(key: SigningKey) -> None:
+    seen: list[VerifiedSignature] = []
+
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
+        seen.append(await verify(request, server, key))
+        await respond(writer, 202)
+
+    async with LoopbackServer(handler) as server, make_client() as client:
+        result = await client.post_activity(server.url("/in%62ox?a=%2F&b=c%20d"), ACTIVITY, sign_as=key)
+    assert result.ok and seen
+    assert server.requests[0].target == "/in%62ox?a=%2F&b=c%20d"

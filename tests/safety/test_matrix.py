@@ -195,13 +195,42 @@ def test_C24_actor_fields_are_capped():
 
 async def test_C25_note_lists_are_capped(client, fediverse, alice, bob, run_workers):
     # As many as fit in the 1 MiB body limit (row 22 refuses the rest before parsing).
-    many = [f"https://r.example/u{i}" for i in range(8000)]
-    tags = [{"type": "Mention", "href": f"https://r.example/u{i}"} for i in range(2000)]
+    # Repeats of 50 actors: more than 100 distinct ones is a hellthread (dropped, test below).
+    many = [f"https://r.example/u{i % 50}" for i in range(8000)]
+    tags = [{"type": "Mention", "href": f"https://r.example/u{i % 50}"} for i in range(2000)]
     create = create_of(fediverse, bob, to=[ALICE, *many], cc=many, tag=tags)
     assert (await fediverse.post_signed(client, "/inbox", create, as_actor=bob)).status_code == 202
     await run_workers()
     note = await Note.get(ap_id=create["object"]["id"])
     assert len(note.to) <= 200 and len(note.cc) <= 200
+
+
+@pytest.mark.parametrize("where", ["to", "cc", "tag", "mixed"])
+async def test_C25_hellthread_naming_more_than_100_actors_is_dropped(
+    client, fediverse, alice, bob, run_workers, where
+):
+    names = [f"https://r{i % 7}.example/users/u{i}" for i in range(101)]  # + alice = 102 distinct
+    fields: dict = {"to": [ALICE]}
+    if where == "to":
+        fields["to"] = [ALICE, PUBLIC, *names]
+    elif where == "cc":
+        fields["cc"] = names
+    elif where == "tag":
+        fields["tag"] = [{"type": "Mention", "href": n} for n in names]
+    else:
+        fields |= {"cc": names[:40], "tag": [{"type": "Mention", "href": n} for n in names[40:]]}
+    create = create_of(fediverse, bob, **fields)
+    assert (await fediverse.post_signed(client, "/inbox", create, as_actor=bob)).status_code == 202
+    await run_workers()
+    assert not await Note.filter(ap_id=create["object"]["id"]).exists()
+
+
+async def test_C25_100_distinct_actors_is_still_a_thread(client, fediverse, alice, bob, run_workers):
+    names = [f"https://r.example/users/u{i}" for i in range(99)]  # + alice = 100 distinct
+    create = create_of(fediverse, bob, to=[ALICE, PUBLIC], cc=[f"{bob.id}/followers", *names, *names])
+    assert (await fediverse.post_signed(client, "/inbox", create, as_actor=bob)).status_code == 202
+    await run_workers()
+    assert await Note.filter(ap_id=create["object"]["id"]).exists()
 
 
 HOSTILE = (

@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from fediverse_net.db.models import Actor
 from fediverse_net.services.members import NewMember, create_member
 
 pytestmark = pytest.mark.anyio
@@ -186,6 +187,8 @@ async def test_instance_actor_is_served_unsigned(client, app):
 
 
 async def test_followers_collection_is_paged(client, alice):
+    # Lists are shown only for discoverable members (tests/safety/test_visibility.py).
+    await Actor.filter(id=alice.id).update(discoverable=True)
     head = (await client.get("/users/alice/followers", headers={"Accept": AP})).json()
     assert head == {
         "@context": "https://www.w3.org/ns/activitystreams",

@@ -10,11 +10,30 @@ from __future__ import annotations
 
 from fediverse_net.activitypub.errors import FetchError, ProtocolError, UnsafeURL
 from fediverse_net.activitypub.parse import JSON, get_id, get_type, ids_of, same_origin
+from fediverse_net.activitypub.vocab import is_public
 from fediverse_net.db.models import Actor, Follow, Note, Tombstone
 from fediverse_net.services.groups.posting import receive_create
 from fediverse_net.services.handlers.context import Incoming
+from fediverse_net.services.moderation import policy_for
 from fediverse_net.services.notes import NOTE_TYPES, store_remote_note
 from fediverse_net.services.remote_actors import instance_signing_key
+
+# Pleroma's HellthreadPolicy: a note naming more distinct actors than this is dropped (row 25).
+HELLTHREAD_THRESHOLD = 100
+MEDIA_KEYS = ("attachment", "image", "icon")
+
+
+def named_actors(activity: JSON, document: JSON) -> set[str]:
+    """Distinct ids in to/cc (activity and object) and the object's tag hrefs, public excluded."""
+    names: set[str] = set()
+    for source in (activity, document):
+        for field in ("to", "cc", "bto", "bcc"):
+            names.update(ids_of(source.get(field), limit=1000))
+    tags = document.get("tag")
+    for tag in tags[:1000] if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and get_type(tag) == "Mention" and (href := get_id(tag.get("href"))):
+            names.add(href)
+    return {n for n in names if not is_public(n) and not n.endswith(("/followers", "/following"))}
 
 
 async def trusted_object(inc: Incoming) -> JSON | None:
@@ -60,6 +79,11 @@ async def handle(inc: Incoming) -> None:
         return
     if await Tombstone.filter(ap_id=document["id"]).exists():
         return
+    if len(named_actors(inc.activity, document)) > HELLTHREAD_THRESHOLD:
+        return  # hellthread: dropped, not stored (security matrix row C25)
+    policy = await policy_for(inc.deps, inc.actor.ap_id)
+    if policy is not None and policy.reject_media:  # domain policy: their media is never kept
+        document = {k: v for k, v in document.items() if k not in MEDIA_KEYS}
     # Posts for our groups follow the group algorithm (protocol §2.7): accepted ones are stored
     # and announced, refused ones are only logged for the group's moderators.
     trusted = not inc.item.refetch and isinstance(inc.activity.get("object"), dict)
