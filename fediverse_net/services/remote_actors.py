@@ -92,7 +92,10 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
         actor = await Actor.filter(ap_id=data.ap_id).first()
         if actor is None:
             try:
-                actor = await Actor.create(ap_id=data.ap_id, local=False, **values)
+                # A savepoint: on PostgreSQL a failed INSERT would abort the whole transaction,
+                # and two first contacts from a new actor arrive at the same moment.
+                async with in_transaction():
+                    actor = await Actor.create(ap_id=data.ap_id, local=False, **values)
             except IntegrityError:  # created concurrently
                 actor = await Actor.get(ap_id=data.ap_id)
         else:
@@ -103,7 +106,11 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
             keys.pop(key.key_id)
             updated = await PublicKey.filter(key_id=key.key_id, actor=actor).update(pem=key.pem)
             if not updated and not await PublicKey.filter(key_id=key.key_id).exists():
-                await PublicKey.create(key_id=key.key_id, actor=actor, pem=key.pem)
+                try:
+                    async with in_transaction():
+                        await PublicKey.create(key_id=key.key_id, actor=actor, pem=key.pem)
+                except IntegrityError:  # stored concurrently by another request
+                    pass
     return actor
 
 
