@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from fediverse_net.activitypub.errors import SignatureError
 from fediverse_net.activitypub.signatures import RequestParts, verify_request
+from fediverse_net.db.models import Actor
 from fediverse_net.deps import Deps
+from fediverse_net.services.moderation import is_suspended_domain
 from fediverse_net.services.remote_actors import key_lookup
 
 
@@ -15,6 +18,12 @@ async def signed_by(deps: Deps, parts: RequestParts) -> str | None:
     if "signature" not in parts.headers and "signature-input" not in parts.headers:
         return None
     verified = await verify_request(parts, key_lookup=key_lookup(deps), now=deps.clock())
+    # Suspended servers and accounts read nothing a signature would unlock (members-only posts…).
+    if (
+        await is_suspended_domain(deps, verified.owner)
+        or await Actor.filter(ap_id=verified.owner, suspended=True).exists()
+    ):
+        raise SignatureError("the signer is suspended here")
     return verified.owner
 
 

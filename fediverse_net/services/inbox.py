@@ -77,11 +77,14 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
             raise SignatureError("the signer is not the activity's actor")
     if not same_origin(activity_id, actor_id):
         raise ProtocolError("activity id is not on the actor's origin")
+    # A forwarder chose the id and the actor itself: it must never occupy the real activity's
+    # id in the dedupe index, or a later genuine copy would be dropped as a duplicate.
+    stored_id = f"{activity_id}#forwarded-by:{verified.owner}"[:512] if refetch else activity_id
     if kind == "Follow":  # follow spam: a budget per remote domain (ratelimit.RateLimited → 429)
         ratelimit.check(deps, "rate_limit_remote_follows", host_of(actor_id), what="follow requests")
     await _note_contact(deps, actor_id)
     row = InboxItem(
-        activity_id=activity_id,
+        activity_id=stored_id,
         actor_ap_id=actor_id,
         type=kind[:32],
         payload=activity,

@@ -41,7 +41,7 @@ STALE_AFTER = timedelta(days=1)  # Mastodon's STALE_THRESHOLD
 KEY_REFRESH_COOLDOWN = 300.0  # one refetch per key per 5 minutes (security matrix row 2)
 # Parsed keys by key id: a verified inbox POST then costs no key query (benchmark B3).
 KEY_CACHE = "public_keys"
-KEY_CACHE_TTL = 300.0
+KEY_CACHE_TTL = 60.0  # bounds how long another process may trust a rotated-away key
 
 
 def signing_key_for(actor: Actor) -> SigningKey:
@@ -83,7 +83,6 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
         "avatar_url": data.avatar_url,
         "header_url": data.header_url,
         "fetched_at": deps.clock(),
-        "deleted_at": None,
     }
     policy = await policy_for(deps, data.ap_id)
     if policy is not None and policy.reject_media:  # domain policy: never show their pictures
@@ -102,6 +101,11 @@ async def upsert_remote_actor(deps: Deps, data: RemoteActorData) -> Actor:
             await Actor.filter(id=actor.id).update(**values)
             await actor.refresh_from_db()
         keys = deps.cache(KEY_CACHE, KEY_CACHE_TTL)
+        if data.keys:  # keys the actor no longer publishes stop verifying (revocation)
+            stale = PublicKey.filter(actor=actor).exclude(key_id__in=[k.key_id for k in data.keys])
+            for key_id in await stale.values_list("key_id", flat=True):
+                keys.pop(key_id)
+            await stale.delete()
         for key in data.keys:
             keys.pop(key.key_id)
             updated = await PublicKey.filter(key_id=key.key_id, actor=actor).update(pem=key.pem)

@@ -39,7 +39,9 @@ COALESCE: Final = 0.02  # s to gather more finished POSTs into one write
 PURGE_EVERY: Final = timedelta(hours=1)
 KEEP_FINISHED: Final = timedelta(days=14)
 STATE_KEY: Final = "delivery_inflight"
-ALLOWED_WHEN_GONE: Final = frozenset({"Delete"})
+# A deleted or suspended actor's last words still go out: its Delete, and the Update that
+# tells other servers about a suspension.
+ALLOWED_WHEN_GONE: Final = frozenset({"Delete", "Update"})
 
 
 class Poster(Protocol):

@@ -48,17 +48,22 @@ async def step(deps: Deps) -> int:
     for item in items:
         by_actor.setdefault(item.actor_ap_id, []).append(item)
     slots = asyncio.Semaphore(CONCURRENCY)
-    done: list[int] = []
 
     async def run(group: list[InboxItem]) -> None:
         async with slots:
-            done.extend([item.id for item in group if await _process(deps, item)])
+            done: list[int] = []
+            for item in group:
+                if not await _process(deps, item):
+                    # Keep this actor's order: its later items wait for their lease to expire,
+                    # after the failed one's (shorter) retry delay (a Follow before its Undo).
+                    break
+                done.append(item.id)
+            if done:  # one UPDATE per actor group, as soon as the group is through
+                await InboxItem.filter(id__in=done).update(
+                    state="done", processed_at=deps.clock(), claimed_until=None, error=None
+                )
 
     await asyncio.gather(*(run(group) for group in by_actor.values()))
-    if done:  # one UPDATE per batch, not one per item (benchmark B4)
-        await InboxItem.filter(id__in=done).update(
-            state="done", processed_at=deps.clock(), claimed_until=None, error=None
-        )
     return len(items)
 
 

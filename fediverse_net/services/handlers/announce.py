@@ -48,8 +48,8 @@ async def _note(inc: Incoming, object_id: str) -> Note | None:
 
 
 async def handle(inc: Incoming) -> None:
-    if inc.local or inc.actor.type != "Group":
-        return
+    if inc.local or inc.actor.type != "Group" or inc.item.refetch:
+        return  # a forwarded Announce proves nothing about what the group shared
     if not await posting.cares_about(inc.actor):
         return
     object_id = _announced_object_id(inc)
