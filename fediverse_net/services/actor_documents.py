@@ -48,7 +48,10 @@ async def document_for(actor: Actor, urls: Urls) -> JSON:
         avatar_url=actor.avatar_url,
         header_url=actor.header_url,
     )
-    return actor_document(info)
+    document = actor_document(info)
+    if actor.suspended:
+        document["suspended"] = True  # toot:suspended, Mastodon's reversible suspension flag
+    return document
 
 
 async def follow_collection(actor: Actor, which: str, page: int | None, *, show_items: bool) -> JSON:

@@ -13,7 +13,15 @@ from typing import Final
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from fediverse_net.db.models import Account, Actor, ActorSanction, AuditLog, DomainBlock, Follow
+from fediverse_net.db.models import (
+    Account,
+    Actor,
+    ActorSanction,
+    AuditLog,
+    DomainBlock,
+    Follow,
+    Membership,
+)
 from fediverse_net.deps import Deps
 from fediverse_net.services import moderation
 from fediverse_net.services.actor_lifecycle import announce_update
@@ -78,6 +86,7 @@ async def block_domain(
             remote = await Actor.filter(_domain_actors(domain), local=False).values("id")
             ids = [int(row["id"]) for row in remote]
             await Follow.filter(Q(follower_id__in=ids) | Q(followee_id__in=ids)).delete()
+            await Membership.filter(Q(member_id__in=ids) | Q(group_id__in=ids)).delete()
         flags = [f for f, on in (("reject media", reject_media), ("reject reports", reject_reports)) if on]
         await audit(admin, f"domain.{severity}", domain, ", ".join(flags))
     moderation.forget_policies(deps)
@@ -114,6 +123,7 @@ async def sanction_actor(
         if severity == "suspend":
             await Actor.filter(id=actor.id).update(suspended=True)
             await Follow.filter(Q(follower_id=actor.id) | Q(followee_id=actor.id)).delete()
+            await Membership.filter(Q(member_id=actor.id) | Q(group_id=actor.id)).delete()
         await audit(admin, f"actor.{severity}", actor.ap_id, reason)
 
 

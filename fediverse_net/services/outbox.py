@@ -30,6 +30,7 @@ from fediverse_net.activitypub.parse import as_list, get_id
 from fediverse_net.activitypub.vocab import is_public
 from fediverse_net.db.models import Actor, Delivery, InboxItem, OutgoingActivity
 from fediverse_net.deps import Deps
+from fediverse_net.services import moderation
 from fediverse_net.services.recipients import (
     bypasses_availability,
     filter_available,
@@ -81,7 +82,11 @@ async def _remote_inboxes(
 ) -> list[str]:
     urls = inbox_urls(remote, personal=personal) + [url for url in inboxes if url]
     ours = deps.urls
-    return await filter_available([url for url in urls if not ours.is_local(url)], bypass_availability=bypass)
+    available = await filter_available(
+        [url for url in urls if not ours.is_local(url)], bypass_availability=bypass
+    )
+    # Nothing goes to a suspended domain (Mastodon: no delivery to suspended instances).
+    return [url for url in available if not await moderation.is_suspended_domain(deps, url)]
 
 
 async def record_outgoing(

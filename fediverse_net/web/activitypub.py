@@ -127,7 +127,7 @@ async def _members_only_note(request: Request, ap_id: str) -> Response | None:
         signer = await fetch_auth.signed_by(deps, request_parts(request, b"", deps.settings.origin))
     except SignatureError:
         return None
-    document = await group_documents.members_only_note(ap_id, signer)
+    document = await group_documents.members_only_note(deps, ap_id, signer)
     return ActivityJSONResponse(document) if document is not None else None
 
 

@@ -16,7 +16,8 @@ import orjson
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.documents import JSON, ordered_collection, ordered_collection_page
 from fediverse_net.db.models import Actor, Follow, Group, GroupPost, Membership, OutgoingActivity
-from fediverse_net.services import actor_documents
+from fediverse_net.deps import Deps
+from fediverse_net.services import actor_documents, moderation
 from fediverse_net.services.groups.core import member_count, moderators
 from fediverse_net.services.markup import render_markdown
 from fediverse_net.services.notes import note_object
@@ -167,9 +168,12 @@ async def public_activity(actor: Actor, ap_id: str) -> JSON | None:
     return document
 
 
-async def members_only_note(ap_id: str, signer: str | None) -> JSON | None:
-    """A local members-only group post, for a signed fetch by a member of that group; else None."""
-    if not signer:
+async def members_only_note(deps: Deps, ap_id: str, signer: str | None) -> JSON | None:
+    """A local members-only group post, for a signed fetch by a member of that group; else None.
+
+    The member must be neither suspended nor deleted, and its domain not suspended.
+    """
+    if not signer or await moderation.is_suspended_domain(deps, signer):
         return None
     post = (
         await GroupPost.filter(note__ap_id=ap_id, note__local=True, members_only=True, state="accepted")
@@ -178,7 +182,13 @@ async def members_only_note(ap_id: str, signer: str | None) -> JSON | None:
     )
     if post is None:
         return None
-    member = await Membership.filter(group_id=post.group_id, member__ap_id=signer, state="accepted").exists()
+    member = await Membership.filter(
+        group_id=post.group_id,
+        member__ap_id=signer,
+        member__suspended=False,
+        member__deleted_at=None,
+        state="accepted",
+    ).exists()
     if not member:
         return None
     return {"@context": builders.NOTE_CONTEXT, **note_object(post.note, post.note.author)}
