@@ -1,8 +1,11 @@
 """B12: page latency (p95) at scale, on a dataset generated with bulk SQL (executemany).
 
-Group pages, event pages and the directory search do not exist yet: they are reported as
-"n/a — feature not built". What exists is measured: the member profile page `/@handle`, the
-actor JSON, the outbox page and the logged-in home timeline.
+Measured: the member profile page `/@handle`, the actor JSON, the outbox page, the logged-in
+home timeline (Alice follows 200 members), the group page and the directory search (a word from
+the group names and descriptions, half of the requests also with a city). Event pages do not
+exist yet: reported as "n/a — feature not built". Groups inserted by bulk SQL reach the
+directory's search index through its triggers (fediverse_net/db/group_search.py), as rows
+written by the app do.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ RATE_SETTINGS = (
     "rate_limit_post",
     "rate_limit_follow",
     "rate_limit_report",
+    "rate_limit_invite",
     "rate_limit_inbox",
     "rate_limit_inbox_failures",
     "rate_limit_remote_follows",
@@ -74,6 +75,13 @@ class Settings:
     max_body_bytes: int = 1_048_576
     delivery_concurrency: int = 64
     delivery_per_host: int = 4
+    # Inbox overload protection (security matrix F13), per process: POSTs verified/stored at once,
+    # more waiting for a turn, then 503 + Retry-After; and stored activities waiting to be
+    # processed above which new ones get 503 (0: no bound).
+    inbox_max_in_flight: int = 64
+    inbox_max_backlog: int = 512
+    inbox_max_pending: int = 100_000
+    inbox_retry_after: int = 30
     # Rate limits, `COUNT/PERIOD` (period in seconds or with s/m/h/d); `0/1` disables one.
     rate_limits_enabled: bool = True
     rate_limit_signup: str = "10/1h"  # sign-ups per IP
@@ -81,10 +89,15 @@ class Settings:
     rate_limit_post: str = "30/5m"  # posts and replies per member
     rate_limit_follow: str = "60/1h"  # follow requests per member
     rate_limit_report: str = "10/1h"  # reports per member
+    rate_limit_invite: str = "30/1h"  # group invitations per member
     rate_limit_inbox: str = "1200/5m"  # inbox POSTs per IP
     rate_limit_inbox_failures: str = "30/5m"  # rejected (401) inbox POSTs per IP before 429
     rate_limit_remote_follows: str = "30/1m"  # Follow activities per remote domain
     send_blocks: bool = True  # deliver Block to the blocked remote actor (Mastodon does)
+    # Uploaded pictures (services/media.py): where they are kept (default <data dir>/media) and the
+    # largest accepted upload in bytes (413 above it).
+    media_dir: Path | None = None
+    media_max_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.registration_mode not in REGISTRATION_MODES:
@@ -98,6 +111,8 @@ class Settings:
         for name in RATE_SETTINGS:
             if not _RATE_RE.fullmatch(getattr(self, name)):
                 raise ConfigError(f"{PREFIX}{name.upper()} must look like 30/5m, not {getattr(self, name)!r}")
+        if not 1024 <= self.media_max_bytes <= 100 * 1024 * 1024:
+            raise ConfigError(f"{PREFIX}MEDIA_MAX_BYTES must be between 1024 and 104857600")
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite://{self.data_dir / 'fediverse.sqlite3'}")
 
@@ -105,6 +120,11 @@ class Settings:
     def origin(self) -> str:
         """The one spelling of our origin used in every id: scheme://host[:port]."""
         return f"{self.scheme}://{self.domain}"
+
+    @property
+    def media_root(self) -> Path:
+        """The directory of uploaded pictures (served at /media/, or by the proxy directly)."""
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     @property
     def host(self) -> str:
@@ -143,12 +163,17 @@ class Settings:
         for name in booleans:
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = _bool(name, value)
-        for name in ("MAX_BODY_BYTES", "DELIVERY_CONCURRENCY", "DELIVERY_PER_HOST"):
+        for name in ("MAX_BODY_BYTES", "DELIVERY_CONCURRENCY", "DELIVERY_PER_HOST", "MEDIA_MAX_BYTES"):
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = _int(name, value)
         for name in ("INSTANCE_NAME", "INSTANCE_DESCRIPTION", *(n.upper() for n in RATE_SETTINGS)):
             if (value := get(name)) is not None:
                 kwargs[name.lower()] = value
+        if media_dir := get("MEDIA_DIR"):
+            kwargs["media_dir"] = Path(media_dir)
+        for name in ("INBOX_MAX_IN_FLIGHT", "INBOX_MAX_BACKLOG", "INBOX_MAX_PENDING", "INBOX_RETRY_AFTER"):
+            if (value := get(name)) is not None:
+                kwargs[name.lower()] = _int(name, value)
         kwargs["secret_key"] = get("SECRET_KEY") or load_or_create_secret(data_dir)
         return cls(**kwargs)
 

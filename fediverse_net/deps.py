@@ -27,11 +27,16 @@ class TTLCache(Generic[K, V]):
 
     Used on hot federation paths (parsed keys, served documents) where a database round trip
     per request would dominate (benchmarks B1-B3). Invalidate explicitly on change.
+
+    `generation` counts invalidations (pop, clear). A reader that built a value from the database
+    passes the generation it saw before reading to `put`; if an invalidation happened meanwhile
+    the value may predate the change and is not stored.
     """
 
     def __init__(self, ttl: float, max_size: int = 10_000) -> None:
         self.ttl = ttl
         self.max_size = max_size
+        self.generation = 0
         self._data: dict[K, tuple[float, V]] = {}
 
     def get(self, key: K) -> V | None:
@@ -43,15 +48,20 @@ class TTLCache(Generic[K, V]):
             return None
         return entry[1]
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, *, generation: int | None = None) -> None:
+        """Store `value`; with `generation`, only if nothing was invalidated since it was read."""
+        if generation is not None and generation != self.generation:
+            return
         if len(self._data) >= self.max_size:
             self._data.clear()  # crude but bounded; a miss only costs a query
         self._data[key] = (time.monotonic() + self.ttl, value)
 
     def pop(self, key: K) -> None:
+        self.generation += 1
         self._data.pop(key, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._data.clear()
 
 

@@ -17,7 +17,7 @@ from tortoise import Tortoise, connections
 
 from fediverse_net.app import create_app
 from fediverse_net.config import Settings
-from fediverse_net.db import tortoise_config
+from fediverse_net.db import group_search, tortoise_config
 
 TEST_DATABASE_URL = os.environ.get("FEDINET_TEST_DATABASE_URL", "sqlite://:memory:")
 IS_POSTGRES = TEST_DATABASE_URL.startswith(("postgres", "asyncpg"))
@@ -56,6 +56,7 @@ async def db() -> AsyncIterator[None]:
     """A clean database per test: fresh in-memory SQLite, or truncated PostgreSQL tables."""
     await Tortoise.init(config=tortoise_config(TEST_DATABASE_URL), _enable_global_fallback=True)
     await Tortoise.generate_schemas(safe=True)
+    await group_search.install(connections.get("default"))  # what migration 0003 adds beyond models
     if IS_POSTGRES:
         await _reset_postgres()
     try:

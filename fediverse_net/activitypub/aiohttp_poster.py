@@ -145,8 +145,10 @@ class AiohttpPoster:
         Raises `POST_ERRORS` (and UnsafeURL from the resolver); redirects are never followed.
         """
         session = self._get_session()
+        # A ready payload skips aiohttp's payload-registry lookup on every POST; the caller's
+        # Content-Type header wins over the payload's default.
         async with session.post(
-            URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
+            URL(url, encoded=True), data=aiohttp.BytesPayload(body), headers=headers, allow_redirects=False
         ) as response:
             drained = 0
             while chunk := await response.content.readany():

@@ -26,6 +26,9 @@ Rules applied to every request (security matrix section D, faults F7, F8, F10, F
 * JSON: stdlib parser; nesting deeper than 64 is refused (RecursionError is caught for absurd depths).
 * Cookies are never stored (a remote server cannot plant state in our shared client), proxies from
   the environment are ignored (`trust_env=False`), so nothing bypasses the dial-time check.
+* The `Date` of every answer (GETs, each redirect hop, inbox POSTs on either HTTP stack) feeds
+  `clock_monitor` (`clock.ClockMonitor`, security matrix F15): is our clock so far off that peers
+  reject our signatures?
 
 Error reporting: `fetch_object` and `webfinger` raise `FetchError` (network problems included,
 `status=None`), `ObjectGone` for 410/Tombstone and `UnsafeURL` for SSRF refusals; `post_activity`
@@ -60,6 +63,7 @@ from fediverse_net.activitypub.aiohttp_poster import (
     PROTOCOL_ERRORS,
     AiohttpPoster,
 )
+from fediverse_net.activitypub.clock import ClockMonitor
 from fediverse_net.activitypub.errors import FetchError, ObjectGone, ProtocolError, UnsafeURL
 from fediverse_net.activitypub.keys import SigningKey
 from fediverse_net.activitypub.netguard import (
@@ -390,6 +394,7 @@ class FederationClient:
         global_limit: int = 64,
         signer: RequestSigner = sign_request,
         clock: Callable[[], float] = time.time,
+        clock_monitor: ClockMonitor | None = None,
     ) -> None:
         if per_host_limit < 1 or global_limit < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -433,6 +438,8 @@ class FederationClient:
         self._schemes: dict[str, Scheme] = {}
         self._sign = signer
         self._clock = clock
+        # Peers' `Date` headers against our clock (F15); read by /healthz and the admin pages.
+        self.clock_monitor = clock_monitor if clock_monitor is not None else ClockMonitor(wall=clock)
 
     async def __aenter__(self) -> FederationClient:
         return self
@@ -468,6 +475,15 @@ class FederationClient:
             raise
         return parsed
 
+    def _observe_clock(self, url: httpx.URL, headers: Mapping[str, str]) -> None:
+        """Give the answer's `Date` (and `Age`) to the clock monitor; headers are case-insensitive.
+
+        Samples are per host name without the port: more ports of one machine are not more opinions.
+        """
+        if "date" in headers:
+            host = url.raw_host.decode("ascii")
+            self.clock_monitor.observe(host, headers.get("date"), headers.get("age"))
+
     # -- GET with manual redirects --
 
     async def _read_body(self, response: httpx.Response, limit: int) -> bytes:
@@ -500,6 +516,7 @@ class FederationClient:
                         )
                     request = self._http.build_request("GET", current, headers=headers)
                     response = await self._http.send(request, stream=True)
+                    self._observe_clock(current, response.headers)
                     try:
                         status = response.status_code
                         if status in REDIRECT_STATUSES:
@@ -616,6 +633,7 @@ class FederationClient:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 return DeliveryResult(None, None, f"timeout: no answer within {self._deadline:g} s", scheme)
             return DeliveryResult(None, None, _describe(exc), scheme)
+        self._observe_clock(url, answer)
         retry_after = parse_retry_after(answer.get("retry-after"), now=self._clock())
         if 200 <= status < 300:
             return DeliveryResult(status, retry_after, None, scheme)

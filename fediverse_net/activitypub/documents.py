@@ -44,18 +44,22 @@ def key_id_of(actor_id: str) -> str:
     return f"{actor_id}#main-key"
 
 
+def image_media_type(url: str) -> str:
+    """The media type of a picture, from its address's extension (PNG when it has none we know)."""
+    lowered = url.lower().split("?")[0]
+    if lowered.endswith((".jpg", ".jpeg")):
+        return "image/jpeg"
+    if lowered.endswith(".webp"):
+        return "image/webp"
+    if lowered.endswith(".gif"):
+        return "image/gif"
+    return "image/png"
+
+
 def _image(url: str | None) -> JSON | None:
     if not url:
         return None
-    lowered = url.lower().split("?")[0]
-    media = "image/png"
-    if lowered.endswith((".jpg", ".jpeg")):
-        media = "image/jpeg"
-    elif lowered.endswith(".webp"):
-        media = "image/webp"
-    elif lowered.endswith(".gif"):
-        media = "image/gif"
-    return {"type": "Image", "mediaType": media, "url": url}
+    return {"type": "Image", "mediaType": image_media_type(url), "url": url}
 
 
 def actor_document(info: ActorInfo) -> JSON:
@@ -173,7 +177,13 @@ def webfinger_document(
     links.append(self_link)
     links.append({"rel": SUBSCRIBE_REL, "template": f"{origin}/authorize_interaction?uri={{uri}}"})
     if avatar_url:
-        links.append({"rel": "http://webfinger.net/rel/avatar", "type": "image/png", "href": avatar_url})
+        links.append(
+            {
+                "rel": "http://webfinger.net/rel/avatar",
+                "type": image_media_type(avatar_url),
+                "href": avatar_url,
+            }
+        )
     aliases = [u for u in (profile_url, actor_id) if u]
     return {"subject": subject, "aliases": aliases, "links": links}
 

@@ -9,18 +9,26 @@ Mastodon's allow-list (`app/lib/sanitize_config.rb`, `MASTODON_STRICT`; docs
   (`h-* p-* u-* dt-* e-*`) and `mention hashtag ellipsis invisible` survive;
 * link schemes http https dat dweb ipfs ipns ssb gopher xmpp magnet gemini; relative links
   are dropped (in a remote document they would point at our server);
-* every link gets `rel="nofollow noopener noreferrer"` and `target="_blank"`, whatever it said.
+* every link gets `rel="nofollow noopener noreferrer"` and `target="_blank"`, whatever it said;
+* a link whose text looks like a web address on another server than the one it goes to, or on an
+  internationalised name, gets the real server appended to its text (`paypal.com (evil.example)`,
+  `pаypal.com (xn--pypal-4ve.com)`): "link spoofing", security matrix row 28, as Mastodon's web
+  client does. This adds text only, never markup, so the allow-list above stays the only one.
 
 `script`, `style` and other active containers are removed with their content. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from html.parser import HTMLParser
 from typing import Final
+from urllib.parse import urlsplit
 
 import nh3
+
+from fediverse_net.activitypub.handles import ascii_host
 
 ALLOWED_TAGS: Final = frozenset(
     {
@@ -128,7 +136,69 @@ def sanitize_html(html: str) -> str:
     """Allow-listed HTML, safe to insert into a page as is (see the module docstring). Idempotent."""
     if not html:
         return ""
-    return _CLEANER.clean(_STRIP_FORCED.clean(html))
+    return flag_spoofed_links(_CLEANER.clean(_STRIP_FORCED.clean(html)))
+
+
+# nh3's serialisation is regular: every attribute is `name="value"` with `"` escaped inside, and a
+# link never contains another link, so these patterns read its output exactly (not arbitrary HTML).
+_ANCHOR: Final = re.compile(r'<a((?:\s+[a-z-]+="[^"]*")*)>(.*?)</a>', re.S)
+_HREF: Final = re.compile(r'\shref="([^"]*)"')
+_TAG: Final = re.compile(r"<[^>]*>")
+_TEXT_ADDRESS: Final = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://)?([^/?#\\:]+)(?::[0-9]{1,5})?(?:[/?#].*)?", re.I | re.S
+)
+_SPACE: Final = re.compile(r"\s")
+_TRAILING: Final = ".,;:!?…)]}'\""
+
+
+def _host_in_text(text: str) -> str | None:
+    """The host a link text shows (`example.com`, `https://example.com/x`, `bücher.example`), if any."""
+    if not text or len(text) > 2000 or "@" in text or "." not in text or _SPACE.search(text):
+        return None
+    match = _TEXT_ADDRESS.fullmatch(text)
+    if match is None:
+        return None
+    host = match.group(1).rstrip(_TRAILING).lower()
+    labels = host.split(".")
+    if len(labels) < 2 or not all(labels):
+        return None
+    top = labels[-1]
+    return host if (top.isalpha() and len(top) >= 2) or top.startswith("xn--") else None
+
+
+def _same_site(shown: str, real: str) -> bool:
+    """Equal, or one inside the other (`blog.example.com` is example.com's), ignoring `www.`."""
+    shown, real = shown.removeprefix("www."), real.removeprefix("www.")
+    return shown == real or real.endswith("." + shown) or shown.endswith("." + real)
+
+
+def _flag_link(match: re.Match[str]) -> str:
+    attributes, inner = match.group(1), match.group(2)
+    href = _HREF.search(attributes)
+    shown = _host_in_text(html_lib.unescape(_TAG.sub("", inner) if "<" in inner else inner).strip())
+    if href is None or shown is None:
+        return match.group(0)
+    try:
+        target = urlsplit(html_lib.unescape(href.group(1)))
+        real_name = target.hostname
+    except ValueError:
+        return match.group(0)
+    if target.scheme not in ("http", "https"):  # an address shown, a `magnet:` or `ipfs:` link taken
+        return f"<a{attributes}>{inner} ({html_lib.escape(target.scheme)}:)</a>"
+    if not real_name:
+        return match.group(0)
+    if shown.isascii() and real_name.isascii() and _same_site(shown, real_name):
+        return match.group(0)  # the common, honest case: no IDNA work
+    real = ascii_host(real_name)[0]
+    if shown.isascii() and _same_site(shown, real):  # text in punycode, href in Unicode
+        return match.group(0)
+    return f"<a{attributes}>{inner} ({html_lib.escape(real)})</a>"
+
+
+def flag_spoofed_links(html: str) -> str:
+    """Append the real server to links whose text names another one (module docstring). Idempotent:
+    the flagged text contains a space, and text with a space is never taken for an address."""
+    return _ANCHOR.sub(_flag_link, html) if "<a" in html else html
 
 
 _BLOCKS: Final = frozenset(

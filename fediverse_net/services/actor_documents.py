@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import orjson
+
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.documents import (
     JSON,
@@ -122,27 +126,53 @@ async def local_author_handle(note_ap_id: str) -> str | None:
     return note.author.handle if note is not None else None
 
 
-# Served actor documents by handle, for 60 s: an actor GET then costs no query (benchmark B1).
-# Every change to a local actor goes through `actor_lifecycle` (Update or Delete), which forgets it.
+# Served actor documents by handle, for 60 s: an actor GET then costs no query and no JSON
+# encoding (benchmark B1). Every change to a local actor goes through `actor_lifecycle` (Update or
+# Delete), which forgets it.
 DOCUMENT_CACHE = "actor_documents"
 DOCUMENT_TTL = 60.0
 
 
-async def member_document(deps: Deps, handle: str) -> tuple[Actor | None, JSON]:
-    """The Person document of a local member (cached); raises discovery's NotFound/Gone."""
-    cache = deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL)
-    if (cached := cache.get(handle)) is not None:
-        return None, cached
+@dataclass(frozen=True, slots=True)
+class ServedDocument:
+    """A local actor's document and its JSON encoding, built once per cache lifetime."""
+
+    document: JSON
+    body: bytes
+
+
+async def member_document(deps: Deps, handle: str) -> ServedDocument:
+    """The Person document of a local member (cached); raises discovery's NotFound/Gone.
+
+    Only live members are cached: a deleted one raises Gone before anything is stored, and a
+    document read while the member was being changed is not stored (`TTLCache.generation`).
+    """
+    if (served := cached_member_document(deps, handle)) is not None:
+        return served
     from fediverse_net.services import discovery
 
+    cache = deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL)
+    generation = cache.generation
     actor = await discovery.local_actor(handle, type_="Person")
     document = await document_for(actor, deps.urls)
-    cache.put(handle, document)
-    return actor, document
+    served = ServedDocument(document, orjson.dumps(document))
+    cache.put(handle, served, generation=generation)
+    return served
+
+
+def cached_member_document(deps: Deps, handle: str) -> ServedDocument | None:
+    """The cached Person document of `handle` (lower-case), or None: no query."""
+    served: ServedDocument | None = deps.cache(DOCUMENT_CACHE, DOCUMENT_TTL).get(handle)
+    return served
 
 
 def forget_document(deps: Deps, actor: Actor) -> None:
-    """Drop what is cached about a local actor that changed (document, WebFinger answers)."""
+    """Drop what is cached about a local actor that changed (document, WebFinger answers).
+
+    Call it after the change is committed (`actor_lifecycle` does, and also before): a reader
+    that read the old rows in between cannot store them, and one that reads afterwards sees the
+    change.
+    """
     from fediverse_net.services import discovery
 
     if actor.handle:

@@ -11,7 +11,7 @@ from fediverse_net.db.models import Account, Actor, Note
 from fediverse_net.deps import utcnow
 from fediverse_net.services.errors import NotFound, ServiceError
 
-# WebFinger answers by resource for 60 s (benchmark B2); cleared whenever a local actor changes
+# Encoded WebFinger answers by resource for 60 s (benchmark B2); cleared whenever a local actor changes
 # (`actor_documents.forget_document`).
 WEBFINGER_CACHE = "webfinger"
 WEBFINGER_TTL = 60.0

@@ -6,6 +6,8 @@ outbox); local recipients get the activity in-process through the inbox queue.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub import builders
@@ -65,24 +67,29 @@ async def unfollow(deps: Deps, follower: Actor, target: Actor) -> None:
         await record_outgoing(deps, actor=follower, activity=undo, recipients=[target], personal=True)
 
 
-async def send_accept(deps: Deps, row: Follow, follower: Actor, followee: Actor) -> None:
-    accept = builders.accept(
+class _AnswerBuilder(Protocol):
+    """`builders.accept` / `builders.reject`: an answer embedding the Follow it answers."""
+
+    def __call__(self, *, id: str, actor: str, object: JSON, to: str) -> JSON: ...
+
+
+async def _answer(deps: Deps, build: _AnswerBuilder, row: Follow, follower: Actor, followee: Actor) -> None:
+    """Send `followee`'s answer to `follower`'s Follow (the caller's transaction, if any, covers it)."""
+    answer = build(
         id=deps.urls.activity(new_token()),
         actor=followee.ap_id,
         object=follow_activity(row, follower, followee),
         to=follower.ap_id,
     )
-    await record_outgoing(deps, actor=followee, activity=accept, recipients=[follower], personal=True)
+    await record_outgoing(deps, actor=followee, activity=answer, recipients=[follower], personal=True)
+
+
+async def send_accept(deps: Deps, row: Follow, follower: Actor, followee: Actor) -> None:
+    await _answer(deps, builders.accept, row, follower, followee)
 
 
 async def send_reject(deps: Deps, row: Follow, follower: Actor, followee: Actor) -> None:
-    reject = builders.reject(
-        id=deps.urls.activity(new_token()),
-        actor=followee.ap_id,
-        object=follow_activity(row, follower, followee),
-        to=follower.ap_id,
-    )
-    await record_outgoing(deps, actor=followee, activity=reject, recipients=[follower], personal=True)
+    await _answer(deps, builders.reject, row, follower, followee)
 
 
 async def approve_request(deps: Deps, followee: Actor, follow_id: int) -> None:

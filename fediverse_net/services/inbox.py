@@ -8,12 +8,17 @@ actor's origin (400) → insert an InboxItem whose activity id is unique (a repl
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
-from tortoise.transactions import in_transaction
+import orjson
 
 from fediverse_net.activitypub.errors import ProtocolError, SignatureError
 from fediverse_net.activitypub.parse import JSON, get_id, get_type, host_of, loads_object, same_origin
@@ -52,7 +57,8 @@ def _shape(activity: JSON) -> tuple[str, str, str]:
 
 
 async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: str | None) -> Accepted:
-    """Authenticate and persist one inbox POST. Raises ProtocolError / SignatureError."""
+    """Authenticate and persist one inbox POST. Raises ProtocolError / SignatureError / Overloaded."""
+    await check_queue_depth(deps)  # before any parsing or verifying: a full queue stores nothing
     activity = loads_object(parts.body)
     activity_id, kind, actor_id = _shape(activity)
     # Blocked domains (actor's or keyId's host) and suspended actors: 403 before any key fetch or
@@ -83,18 +89,11 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     if kind == "Follow":  # follow spam: a budget per remote domain (ratelimit.RateLimited → 429)
         ratelimit.check(deps, "rate_limit_remote_follows", host_of(actor_id), what="follow requests")
     await _note_contact(deps, actor_id)
-    row = InboxItem(
-        activity_id=stored_id,
-        actor_ap_id=actor_id,
-        type=kind[:32],
-        payload=activity,
-        recipient=recipient,
-        refetch=refetch,
-        next_attempt_at=deps.clock(),
-    )
-    # Answered only once the row is committed (group commit: one transaction for many requests).
+    row = NewItem(stored_id, actor_id, kind[:32], activity, recipient, refetch)
+    # Answered only once the row is committed (group commit: one statement for many requests).
     if not await _writer(deps).write(row):
         return Accepted("duplicate", activity_id)
+    _depth(deps).added += 1
     event(
         log,
         "inbox accepted",
@@ -110,80 +109,297 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     return Accepted("queued", activity_id)
 
 
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An accepted activity on its way into `inbox_items` (cheaper than building a model)."""
+
+    activity_id: str
+    actor_ap_id: str
+    type: str
+    payload: JSON
+    recipient: str | None = None
+    refetch: bool = False
+
+
 class InboxWriter:
-    """Group commit of accepted InboxItems: one transaction per batch instead of one per request.
+    """Group commit of accepted activities: one INSERT statement per batch instead of one
+    transaction per request.
 
     `write` queues a row and returns once its batch is committed: True if inserted, False if its
-    activity id was already stored. A failed transaction fails every request of the batch (none
-    of its rows is written). Bound to the event loop it was created in.
+    activity id was already stored. A failed statement fails every request of its batch (none of
+    its rows is written). Bound to the event loop it was created in.
+
+    A batch goes out once MAX_ROWS rows wait, or once every request still being accepted
+    (`busy`, from the admission gate) is waiting here (waiting longer would only add latency),
+    or after WINDOW at most. Up to PARALLEL batches are written at once: on PostgreSQL a commit
+    waits for its WAL flush, and the next batch forms meanwhile instead of queueing behind it.
     """
 
     MAX_ROWS = 64
-    WINDOW = 0.002  # seconds a batch waits for company after its first row
+    WINDOW = 0.002  # seconds a batch may wait for company after its first row
+    PARALLEL = 2
 
-    def __init__(self) -> None:
+    def __init__(
+        self, busy: Callable[[], int] | None = None, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.loop = asyncio.get_running_loop()
-        self._pending: list[tuple[InboxItem, asyncio.Future[bool]]] = []
+        self._busy = busy
+        self._clock = clock
+        self._pending: list[tuple[NewItem, asyncio.Future[bool]]] = []
+        self._committing = 0  # rows in batches being written
+        self._slots = asyncio.Semaphore(self.PARALLEL)
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
 
-    async def write(self, row: InboxItem) -> bool:
+    def _complete(self) -> bool:
+        if len(self._pending) >= self.MAX_ROWS:
+            return True
+        return self._busy is not None and len(self._pending) + self._committing >= self._busy()
+
+    async def write(self, row: NewItem) -> bool:
         done: asyncio.Future[bool] = self.loop.create_future()
         self._pending.append((row, done))
-        if len(self._pending) >= self.MAX_ROWS:
+        if self._complete():
             self._full.set()
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._run())
         return await done
 
     async def _run(self) -> None:
-        while self._pending:
-            if len(self._pending) < self.MAX_ROWS:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.WINDOW)
-            batch, self._pending = self._pending[: self.MAX_ROWS], self._pending[self.MAX_ROWS :]
-            self._full.clear()
-            try:
-                inserted = await insert_new([row for row, _ in batch])
-            except BaseException as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                if not isinstance(exc, Exception):  # cancelled: fail whoever is still waiting
-                    for _, done in self._pending:
-                        if not done.done():
-                            done.set_exception(exc)
-                    self._pending = []
-                    raise
-                continue
-            for (_, done), is_new in zip(batch, inserted, strict=True):
+        try:
+            while self._pending:
+                if not self._complete():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self.WINDOW)
+                await self._slots.acquire()
+                batch, self._pending = self._pending[: self.MAX_ROWS], self._pending[self.MAX_ROWS :]
+                self._full.clear()
+                self._committing += len(batch)
+                task = self.loop.create_task(self._commit(batch))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        except BaseException as exc:  # cancelled: fail whoever is still waiting
+            for _, done in self._pending:
                 if not done.done():
-                    done.set_result(is_new)
+                    done.set_exception(exc)
+            self._pending = []
+            raise
+
+    async def _commit(self, batch: list[tuple[NewItem, asyncio.Future[bool]]]) -> None:
+        try:
+            now = self._clock() if self._clock is not None else None
+            inserted = await insert_new([row for row, _ in batch], now=now)
+        except BaseException as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._committing -= len(batch)
+            self._slots.release()
+        for (_, done), is_new in zip(batch, inserted, strict=True):
+            if not done.done():
+                done.set_result(is_new)
 
 
-async def insert_new(rows: list[InboxItem]) -> list[bool]:
-    """Insert, in one transaction, the rows whose activity id is new; True for each row inserted."""
-    async with in_transaction() as conn:
-        ids = [row.activity_id for row in rows]
-        stored = (
-            await InboxItem.filter(activity_id__in=ids).using_db(conn).values_list("activity_id", flat=True)
-        )
-        seen = set(map(str, stored))
-        fresh = []
-        for row in rows:
-            fresh.append(row.activity_id not in seen)
-            seen.add(row.activity_id)
-        if any(fresh):  # a concurrent writer (another process) may still win a race: ignore that row
-            new = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]
-            await InboxItem.bulk_create(new, ignore_conflicts=True, using_db=conn)
+_COLUMNS: Final = (
+    "activity_id",
+    "actor_ap_id",
+    "type",
+    "payload",
+    "recipient",
+    "refetch",
+    "state",
+    "attempts",
+    "received_at",
+    "next_attempt_at",
+)
+
+
+async def insert_new(rows: list[NewItem], *, now: datetime | None = None) -> list[bool]:
+    """Insert the rows whose activity id is new, in ONE statement; True for each row inserted.
+
+    `INSERT … ON CONFLICT DO NOTHING RETURNING` (SQLite ≥ 3.35, PostgreSQL) is atomic on its own
+    and tells which ids went in: a row already stored, or a second copy in the same batch, is
+    not returned. Raw SQL because the ORM's bulk insert (model instances, a SELECT for existing
+    ids, a transaction around both) was most of benchmark B3's database cost.
+    """
+    if not rows:
+        return []
+    conn = InboxItem._meta.db
+    field = InboxItem._meta.fields_map["next_attempt_at"]
+    when = field.to_db_value(now or datetime.now(UTC), InboxItem)
+    postgres = conn.capabilities.dialect == "postgres"
+    width = len(_COLUMNS)
+    values: list[Any] = []
+    groups: list[str] = []
+    for n, row in enumerate(rows):
+        if postgres:
+            groups.append("(" + ", ".join(f"${n * width + i + 1}" for i in range(width)) + ")")
+        else:
+            groups.append("(" + ", ".join("?" * width) + ")")
+        values += [
+            row.activity_id,
+            row.actor_ap_id,
+            row.type,
+            orjson.dumps(row.payload).decode(),
+            row.recipient,
+            row.refetch,
+            "pending",
+            0,
+            when,
+            when,
+        ]
+    sql = (
+        f"INSERT INTO inbox_items ({', '.join(_COLUMNS)}) VALUES {', '.join(groups)} "
+        "ON CONFLICT (activity_id) DO NOTHING RETURNING activity_id"
+    )
+    returned = await conn.execute_query_dict(sql, values)
+    new = {str(record["activity_id"]) for record in returned}
+    fresh = []
+    for row in rows:  # the first copy of an id in the batch is the one that went in
+        fresh.append(row.activity_id in new)
+        new.discard(row.activity_id)
     return fresh
 
 
 def _writer(deps: Deps) -> InboxWriter:
     found = deps.caches.get("inbox_writer")
     if not isinstance(found, InboxWriter) or found.loop is not asyncio.get_running_loop():
-        found = deps.caches["inbox_writer"] = InboxWriter()
+        gate = admission_gate(deps)
+        found = deps.caches["inbox_writer"] = InboxWriter(busy=lambda: gate.active, clock=deps.clock)
     return found
+
+
+# --- overload protection (security matrix F13) --------------------------------------------------------
+
+
+class Overloaded(Exception):
+    """The inbox is at capacity: answered 503 with Retry-After, nothing read or stored."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class AdmissionGate:
+    """At most `limit` inbox requests in flight and `backlog` more waiting; beyond that, Overloaded.
+
+    GoToSocial's shape (8 in flight + 64 backlog per CPU → 503 + Retry-After: 30). A boost storm
+    then costs bounded memory and keeps the latency of the requests we do accept; senders retry.
+    Per process and per event loop.
+    """
+
+    def __init__(self, limit: int, backlog: int, retry_after: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.limit = max(1, limit)
+        self.backlog = max(0, backlog)
+        self.retry_after = retry_after
+        self.active = 0  # requests holding a slot
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.active < self.limit and not self.waiting:
+            self.active += 1
+            return
+        if len(self.waiting) >= self.backlog:
+            raise Overloaded("the inbox is busy, retry later", self.retry_after)
+        turn: asyncio.Future[None] = self.loop.create_future()
+        self.waiting.append(turn)
+        try:
+            await turn  # the slot is handed over by release(): `active` already counts us
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            elif turn in self.waiting:
+                self.waiting.remove(turn)
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot moves to the next waiter, `active` unchanged
+                return
+        self.active -= 1
+
+
+def admission_gate(deps: Deps) -> AdmissionGate:
+    found = deps.caches.get("inbox_gate")
+    if not isinstance(found, AdmissionGate) or found.loop is not asyncio.get_running_loop():
+        settings = deps.settings
+        found = deps.caches["inbox_gate"] = AdmissionGate(
+            settings.inbox_max_in_flight, settings.inbox_max_backlog, settings.inbox_retry_after
+        )
+    return found
+
+
+class QueueDepth:
+    """How many stored activities wait for processing, counted at most every REFRESH seconds.
+
+    Between counts the rows this process stored are added, so the estimate only errs high. The
+    count stops at the cap (`LIMIT`), so it stays cheap however long the queue is.
+    """
+
+    REFRESH = 1.0
+
+    def __init__(self) -> None:
+        self.counted = 0
+        self.added = 0
+        self.at = -math.inf
+        self._loading: asyncio.Task[None] | None = None
+
+    async def current(self, cap: int) -> int:
+        if time.monotonic() - self.at >= self.REFRESH:
+            task = self._loading
+            if task is None:  # one count at a time, in its own task (callers may go away)
+                task = self._loading = asyncio.get_running_loop().create_task(self._count(cap))
+            await asyncio.shield(task)
+        return self.counted + self.added
+
+    async def _count(self, cap: int) -> None:
+        started = time.monotonic()
+        try:
+            self.counted = await _count_pending(cap + 1)
+            self.added, self.at = 0, started
+        finally:
+            self._loading = None
+
+    def forget(self) -> None:
+        self.at = -math.inf
+
+
+async def _count_pending(limit: int) -> int:
+    conn = InboxItem._meta.db
+    sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM inbox_items WHERE state = 'pending' LIMIT {int(limit)}) AS q"
+    _, rows = await conn.execute_query(sql)
+    return int(rows[0][0])
+
+
+def _depth(deps: Deps) -> QueueDepth:
+    found = deps.caches.get("inbox_depth")
+    if not isinstance(found, QueueDepth):
+        found = deps.caches["inbox_depth"] = QueueDepth()
+    return found
+
+
+def queue_changed(deps: Deps) -> None:
+    """The inbox worker took rows off the queue: while POSTs are being refused, count again at
+    the next one (otherwise the periodic count is soon enough, and cheaper on a long queue)."""
+    depth = _depth(deps)
+    cap = deps.settings.inbox_max_pending
+    if cap > 0 and depth.counted + depth.added >= cap:
+        depth.forget()
+
+
+async def check_queue_depth(deps: Deps) -> None:
+    """Overloaded once `inbox_max_pending` activities (or more) wait to be processed (0: no bound)."""
+    cap = deps.settings.inbox_max_pending
+    if cap > 0 and await _depth(deps).current(cap) >= cap:
+        raise Overloaded("the inbox queue is full, retry later", deps.settings.inbox_retry_after)
 
 
 async def _note_contact(deps: Deps, actor_id: str) -> None:
@@ -201,5 +417,6 @@ async def _note_contact(deps: Deps, actor_id: str) -> None:
 MAX_ATTEMPTS = 5
 
 
-def retry_delay(attempts: int) -> timedelta:
+def inbox_retry_delay(attempts: int) -> timedelta:
+    """How long a failed inbox item waits before its next try (30 s, 2 min, 8 min, 32 min)."""
     return timedelta(seconds=min(30 * 4 ** (attempts - 1), 6 * 3600))

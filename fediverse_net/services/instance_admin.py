@@ -125,6 +125,7 @@ async def sanction_actor(
             await Follow.filter(Q(follower_id=actor.id) | Q(followee_id=actor.id)).delete()
             await Membership.filter(Q(member_id=actor.id) | Q(group_id=actor.id)).delete()
         await audit(admin, f"actor.{severity}", actor.ap_id, reason)
+    moderation.forget_suspended(deps)  # the inbox's cached set of suspended actors
 
 
 async def lift_sanction(deps: Deps, admin: Actor | None, actor: Actor) -> None:
@@ -133,6 +134,7 @@ async def lift_sanction(deps: Deps, admin: Actor | None, actor: Actor) -> None:
         if not actor.local:
             await Actor.filter(id=actor.id).update(suspended=False)
         await audit(admin, "actor.unsanction", actor.ap_id)
+    moderation.forget_suspended(deps)
 
 
 # --- local members ----------------------------------------------------------------------------------

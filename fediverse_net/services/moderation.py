@@ -14,11 +14,12 @@ Admin actions (domain blocks, sanctions, suspending members) are in `services/in
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from tortoise.expressions import Q
@@ -34,7 +35,7 @@ ALLOWED_WHEN_SUSPENDED: Final = frozenset({"Delete", "Undo", "Reject", "Update"}
 # Cleaning up and reporting always get through a member's block (the blocked side may still
 # delete its posts, end its follows, and a server may still report a member to our admins).
 NEVER_BLOCKED: Final = frozenset({"Delete", "Undo", "Reject", "Block", "Flag"})
-POLICY_TTL: Final = 15.0  # seconds a process trusts its copy of the domain policies
+POLICY_TTL: Final = 15.0  # seconds a process trusts its copy of domain policies and suspensions
 MAX_IRIS: Final = 200
 _KEY_ID_RE: Final = re.compile(r'keyid\s*=\s*"([^"]{1,2048})"', re.IGNORECASE)
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}")
@@ -86,29 +87,110 @@ def domain_candidates(host: str) -> list[str]:
 # --- instance domain policies -----------------------------------------------------------------------
 
 
+class _Snapshot:
+    """A per-process copy of a small table, reloaded after `ttl` seconds or when forgotten.
+
+    While one caller reloads an expired copy, others keep using the previous one (no burst of
+    identical queries). Loads run in the caller's own context (never shared across tasks: a
+    caller inside a SQLite transaction must not wait for a query that waits for its lock). A
+    load that overlapped a `forget` is not kept, and a forgotten copy is never served: a change
+    made in this process is seen by the next request. Other processes see it within `ttl`.
+    """
+
+    __slots__ = ("generation", "loaded_at", "loading", "value")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.loaded_at = -math.inf
+        self.value: Any = None
+        self.loading = False
+
+    async def get(self, load: Callable[[], Awaitable[Any]], ttl: float, *, fresh: bool = False) -> Any:
+        if not fresh and time.monotonic() - self.loaded_at < ttl:
+            return self.value
+        if self.loading and not fresh and self.value is not None:
+            return self.value  # being reloaded by another request: the previous copy meanwhile
+        generation, started = self.generation, time.monotonic()
+        self.loading = True
+        try:
+            value = await load()
+        finally:
+            self.loading = False
+        if generation == self.generation:  # not forgotten meanwhile: keep it
+            self.value, self.loaded_at = value, started
+        return value
+
+    def forget(self) -> None:
+        self.generation += 1
+        self.loaded_at = -math.inf
+        self.value = None
+
+
+def _snapshot(deps: Deps, name: str) -> _Snapshot:
+    found = deps.caches.get(name)
+    if not isinstance(found, _Snapshot):
+        found = deps.caches[name] = _Snapshot()
+    return found
+
+
+async def _load_policies() -> dict[str, Policy]:
+    rows = await DomainBlock.all()
+    return {r.domain: Policy(r.domain, r.severity, r.reject_media, r.reject_reports) for r in rows}
+
+
 async def policies(deps: Deps, *, fresh: bool = False) -> dict[str, Policy]:
     """Every domain policy, cached per process for POLICY_TTL seconds (O(1) lookups at the inbox)."""
-    cached = deps.caches.get("domain_policies")
-    now = time.monotonic()
-    if not fresh and isinstance(cached, tuple) and now - cached[0] < POLICY_TTL:
-        return cached[1]  # type: ignore[no-any-return]
-    rows = await DomainBlock.all()
-    table = {r.domain: Policy(r.domain, r.severity, r.reject_media, r.reject_reports) for r in rows}
-    deps.caches["domain_policies"] = (now, table)
+    table: dict[str, Policy] = await _snapshot(deps, "domain_policies").get(
+        _load_policies, POLICY_TTL, fresh=fresh
+    )
     return table
 
 
 def forget_policies(deps: Deps) -> None:
-    deps.caches.pop("domain_policies", None)
+    _snapshot(deps, "domain_policies").forget()
+
+
+async def _load_suspended() -> frozenset[str]:
+    return frozenset(
+        map(str, await Actor.filter(suspended=True, local=False).values_list("ap_id", flat=True))
+    )
+
+
+async def suspended_actors(deps: Deps) -> frozenset[str]:
+    """The ap ids of every suspended actor, cached per process like the domain policies.
+
+    The inbox asks on every POST: a query each time was the largest cost of benchmark B3.
+    Suspensions are rare and few, so the whole set is small (local members never reach the
+    inbox over HTTP, so they are not in it).
+    """
+    found: frozenset[str] = await _snapshot(deps, "suspended_actors").get(_load_suspended, POLICY_TTL)
+    return found
+
+
+async def _load_silenced() -> frozenset[int]:
+    rows = await ActorSanction.filter(severity="silence").values("actor_id")
+    return frozenset(int(row["actor_id"]) for row in rows)
+
+
+async def silenced_actors(deps: Deps) -> frozenset[int]:
+    """Db ids of silenced (limited) actors, cached like the suspended set (one Follow, one query less)."""
+    found: frozenset[int] = await _snapshot(deps, "silenced_actors").get(_load_silenced, POLICY_TTL)
+    return found
+
+
+def forget_suspended(deps: Deps) -> None:
+    """Called after an actor's sanction (suspend or silence) changed in this process (instance_admin)."""
+    _snapshot(deps, "suspended_actors").forget()
+    _snapshot(deps, "silenced_actors").forget()
 
 
 async def policy_for(deps: Deps, iri_or_host: str) -> Policy | None:
     """The policy for the host of `iri_or_host` (itself or a parent domain), if any."""
+    table = await policies(deps)
+    if not table:  # the usual case: no parsing at all
+        return None
     host = host_of_iri(iri_or_host) if "/" in iri_or_host else iri_or_host.lower().split(":")[0]
     if not host:
-        return None
-    table = await policies(deps)
-    if not table:
         return None
     for candidate in domain_candidates(host):
         if (found := table.get(candidate)) is not None:
@@ -132,7 +214,7 @@ async def check_inbound(deps: Deps, kind: str, actor_id: str, headers: Mapping[s
     for iri in [actor_id, *key_ids_of(headers)]:
         if await is_suspended_domain(deps, iri):
             raise Refused("this server does not accept activities from your domain")
-    if kind not in ALLOWED_WHEN_SUSPENDED and await Actor.filter(ap_id=actor_id, suspended=True).exists():
+    if kind not in ALLOWED_WHEN_SUSPENDED and actor_id in await suspended_actors(deps):
         raise Refused("this account is suspended here")
 
 
@@ -143,7 +225,7 @@ async def needs_approval(deps: Deps, actor: Actor) -> bool:
     found = await policy_for(deps, actor.ap_id)
     if found is not None and found.severity == "silence":
         return True
-    return await ActorSanction.filter(actor_id=actor.id, severity="silence").exists()
+    return actor.id in await silenced_actors(deps)
 
 
 # --- member blocks: the one predicate ----------------------------------------------------------------
@@ -251,16 +333,22 @@ async def _authors_of(iris: list[str]) -> tuple[list[str], list[int]]:
     return [n.author.ap_id for n in rows], [n.author_id for n in rows if n.author.local]
 
 
-async def inbound_refused(deps: Deps, actor: Actor, activity: JSON, recipient: str | None) -> str | None:
+async def inbound_refused(
+    deps: Deps, actor: Actor, activity: JSON, recipient: str | None, *, blocks_exist: bool | None = None
+) -> str | None:
     """Why a stored activity must be dropped before its handler runs, or None.
 
     Local recipients are the personal-inbox owner, every local account the activity addresses,
-    mentions or targets, and the local authors of notes it refers to.
+    mentions or targets, and the local authors of notes it refers to. `blocks_exist`: whether
+    any block exists, when the caller already knows (the inbox worker asks once per batch).
     """
     if actor.local or get_type(activity) in NEVER_BLOCKED:
         return None
-    if not await policies(deps) and not await ActorBlock.exists():
-        return None  # nothing to enforce: the usual case on a small server costs one query
+    if not await policies(deps):
+        if blocks_exist is None:
+            blocks_exist = await ActorBlock.exists()
+        if not blocks_exist:
+            return None  # nothing to enforce: the usual case on a small server costs no query
     iris = involved_iris(activity)
     authors, local_authors = await _authors_of(iris)
     iris = list(dict.fromkeys(iris + authors))

@@ -179,16 +179,19 @@ async def store_remote_note(deps: Deps, author: Actor, document: JSON) -> Note |
     return note
 
 
-async def update_remote_note(author: Actor, document: JSON) -> None:
-    """Apply an edit only from the note's owner and only if `updated` is newer (protocol §5.3)."""
+async def update_remote_note(author: Actor, document: JSON) -> Note | None:
+    """Apply an edit only from the note's owner and only if `updated` is newer (protocol §5.3).
+
+    Returns the note when the edit was applied."""
     note = await Note.filter(ap_id=document.get("id"), author=author, local=False).first()
     if note is None:
-        return
+        return None
     updated = _parse_time(document.get("updated"))
     if updated is None or (note.updated and updated <= note.updated):
-        return
+        return None
     content = first_string(document.get("content"), document.get("contentMap")) or ""
     note.content = sanitize_html(content[:100_000])
     note.updated = updated
     note.document = document
     await note.save(update_fields=["content", "updated", "document"])
+    return note

@@ -12,14 +12,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from fediverse_net.activitypub.sanitize import clean_name
 from fediverse_net.config import Settings
-from fediverse_net.db.models import Account, Actor, Follow, GroupPost, Membership, Note, PublicKey
+from fediverse_net.db.models import Account, Actor, Note, PublicKey
 from fediverse_net.deps import Deps
-from fediverse_net.services import actor_lifecycle
+from fediverse_net.services import actor_lifecycle, media, timeline
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
 from fediverse_net.services.markup import render_markdown
 from fediverse_net.services.members import NewMember, authenticate, create_member
@@ -139,6 +138,7 @@ class ProfileInput:
     avatar_url: str = ""
     discoverable: bool = False
     manually_approves_followers: bool = False
+    avatar_upload: bytes | None = None  # an uploaded picture; replaces `avatar_url` when given
 
 
 def profile_input(account: Account) -> ProfileInput:
@@ -218,8 +218,21 @@ async def update_profile(deps: Deps, account: Account, form: ProfileInput) -> Ac
 
     The `Update{Person}` to followers and followed accounts is queued in the same transaction
     (`actor_lifecycle.announce_update`), so remote copies of the profile follow the change.
+
+    An uploaded picture (`avatar_upload`) is checked, cleaned and stored first (media.MediaRejected:
+    nothing saved); its URL on this server becomes the avatar. Whether the save succeeds or not,
+    the replaced or the just-stored file is deleted once no actor refers to it.
     """
     changes = _validate(form)
+    async with media.replacing_avatar(
+        deps.settings, account.actor.avatar_url, form.avatar_upload
+    ) as uploaded:
+        if uploaded is not None:
+            changes.avatar_url = uploaded
+        return await _save_profile(deps, account, form, changes)
+
+
+async def _save_profile(deps: Deps, account: Account, form: ProfileInput, changes: _Changes) -> Actor:
     actor = account.actor
     document = dict(actor.document) if isinstance(actor.document, dict) else {}
     document["bio_source"] = changes.bio_source
@@ -308,27 +321,13 @@ class TimelinePage:
 
 
 async def home_timeline(account: Account, page: int = 1) -> TimelinePage:
-    """The member's own notes and those of people whose follow was accepted, newest first.
+    """The member's own notes, those of people whose follow was accepted and the public posts of
+    groups followed or joined, newest first (`timeline.home_notes`).
 
     Direct messages of others are left out (they belong in a conversation view), as are notes
     of deleted or suspended authors.
     """
     page = min(max(page, 1), 10_000)
     me = account.actor_id  # type: ignore[attr-defined]
-    followed = Subquery(Follow.filter(follower_id=me, state="accepted").values("followee_id"))
-    # Public posts the groups one follows or belongs to carried (services/groups/posting.py).
-    joined = Subquery(Membership.filter(member_id=me, state="accepted").values("group_id"))
-    shared = Subquery(
-        GroupPost.filter(
-            Q(group_id__in=followed) | Q(group_id__in=joined), state="accepted", members_only=False
-        ).values("note_id")
-    )
-    in_groups = Q(id__in=shared) & Q(visibility__in=["public", "unlisted"])
-    query = (
-        Note.filter(Q(author_id=me) | (Q(author_id__in=followed) & ~Q(visibility="direct")) | in_groups)
-        .filter(author__deleted_at=None, author__suspended=False)
-        .select_related("author")
-        .order_by("-published", "-id")
-    )
-    rows = await query.offset((page - 1) * TIMELINE_PAGE).limit(TIMELINE_PAGE + 1)
+    rows = await timeline.home_notes(me, offset=(page - 1) * TIMELINE_PAGE, limit=TIMELINE_PAGE + 1)
     return TimelinePage(notes=rows[:TIMELINE_PAGE], page=page, has_next=len(rows) > TIMELINE_PAGE)

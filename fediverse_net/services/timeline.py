@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from tortoise import connections
+
 from fediverse_net.db.models import Account, Actor, Follow, Note, Tombstone
 from fediverse_net.deps import Deps
 from fediverse_net.services import actor_lifecycle, follows, notes, remote_actors
@@ -119,6 +121,94 @@ async def thread(deps: Deps, viewer: Actor | None, handle: str, token: str) -> T
     if not await can_view(viewer, note):
         raise NotFound("This post does not exist, or you cannot see it.")
     return Thread(note=note, parent=await _parent(viewer, note), replies=await _replies(viewer, note))
+
+
+# --- the home timeline ------------------------------------------------------------------------------
+
+# Which notes a member's home timeline holds (profiles.home_timeline):
+#   1. the member's own notes, any visibility;
+#   2. notes of actors whose follow the member has accepted, except direct messages;
+#   3. public/unlisted notes that followed or joined groups carried (accepted, not members-only);
+# of authors neither deleted nor suspended, newest first by (published, id).
+#
+# The page is the union of those sources ordered and cut. Every note on page p is among the
+# newest `depth = offset + limit` notes of its own source (fewer than `depth` notes of the whole
+# timeline come before it), so sources 1 and 2 read only each author's newest `depth` notes from
+# the index notes(author_id, published, id, visibility): 200 followed authors cost 200 short index
+# range scans and no row reads, however much they posted. One OR-query over everything read and
+# sorted every followed note with all its columns (209-291 ms at benchmark B12's size).
+# Source 3 is read whole: group_posts has no date of its own to cut on.
+#
+# PostgreSQL takes each author's newest notes with a LATERAL subquery. SQLite has no LATERAL: the
+# lower bound is the `depth`-th newest note's date (one correlated index probe per author), and
+# the range from it is read from the same index; ties at the bound only add candidates.
+_HOME_SQLITE: Final = """
+SELECT id FROM (
+    SELECT n.id, n.published FROM (
+        SELECT id, published, author_id FROM notes WHERE author_id = ?1
+        ORDER BY published DESC, id DESC LIMIT ?2
+    ) AS n JOIN actors AS a ON a.id = n.author_id AND a.deleted_at IS NULL AND a.suspended = 0
+    UNION
+    SELECT n.id, n.published FROM follows AS f
+    JOIN actors AS a ON a.id = f.followee_id AND a.deleted_at IS NULL AND a.suspended = 0
+    JOIN notes AS n ON n.author_id = f.followee_id AND n.visibility <> 'direct'
+        AND n.published >= COALESCE((
+            SELECT m.published FROM notes AS m
+            WHERE m.author_id = f.followee_id AND m.visibility <> 'direct'
+            ORDER BY m.published DESC, m.id DESC LIMIT 1 OFFSET ?2 - 1
+        ), '')
+    WHERE f.follower_id = ?1 AND f.state = 'accepted'
+    UNION
+    SELECT n.id, n.published FROM group_posts AS gp
+    JOIN notes AS n ON n.id = gp.note_id AND n.visibility IN ('public', 'unlisted')
+    JOIN actors AS a ON a.id = n.author_id AND a.deleted_at IS NULL AND a.suspended = 0
+    WHERE gp.state = 'accepted' AND gp.members_only = 0 AND gp.group_id IN (
+        SELECT followee_id FROM follows WHERE follower_id = ?1 AND state = 'accepted'
+        UNION SELECT group_id FROM group_memberships WHERE member_id = ?1 AND state = 'accepted'
+    )
+) ORDER BY published DESC, id DESC LIMIT ?3 OFFSET ?4
+"""
+
+# ANY(ARRAY(...)) rather than IN (...) for the groups: the planner then probes group_posts by
+# group instead of hashing the whole table (a sequential scan of 300,000 rows at B12's size).
+_HOME_POSTGRES: Final = """
+SELECT id FROM (
+    SELECT n.id, n.published FROM (
+        SELECT id, published, author_id FROM notes WHERE author_id = $1
+        ORDER BY published DESC, id DESC LIMIT $2
+    ) AS n JOIN actors AS a ON a.id = n.author_id AND a.deleted_at IS NULL AND NOT a.suspended
+    UNION
+    SELECT n.id, n.published FROM follows AS f
+    JOIN actors AS a ON a.id = f.followee_id AND a.deleted_at IS NULL AND NOT a.suspended
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.published FROM notes AS m
+        WHERE m.author_id = f.followee_id AND m.visibility <> 'direct'
+        ORDER BY m.published DESC, m.id DESC LIMIT $2
+    ) AS n
+    WHERE f.follower_id = $1 AND f.state = 'accepted'
+    UNION
+    SELECT n.id, n.published FROM group_posts AS gp
+    JOIN notes AS n ON n.id = gp.note_id AND n.visibility IN ('public', 'unlisted')
+    JOIN actors AS a ON a.id = n.author_id AND a.deleted_at IS NULL AND NOT a.suspended
+    WHERE gp.state = 'accepted' AND NOT gp.members_only AND gp.group_id = ANY(ARRAY(
+        SELECT followee_id FROM follows WHERE follower_id = $1 AND state = 'accepted'
+        UNION SELECT group_id FROM group_memberships WHERE member_id = $1 AND state = 'accepted'
+    ))
+) AS timeline ORDER BY published DESC, id DESC LIMIT $3 OFFSET $4
+"""
+
+
+async def home_notes(member_id: int, *, offset: int, limit: int) -> list[Note]:
+    """Notes `offset` to `offset + limit` of the home timeline of the actor `member_id` (see above),
+    each with `author` fetched."""
+    if limit <= 0:
+        return []
+    conn = connections.get("default")
+    sql = _HOME_POSTGRES if conn.capabilities.dialect == "postgres" else _HOME_SQLITE
+    rows = await conn.execute_query_dict(sql, [member_id, offset + limit, limit, offset])
+    ids = [int(row["id"]) for row in rows]
+    found = {note.id: note for note in await Note.filter(id__in=ids).select_related("author")}
+    return [found[i] for i in ids if i in found]  # a note deleted in between is left out
 
 
 # --- posting and deleting ---------------------------------------------------------------------------

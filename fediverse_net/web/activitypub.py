@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import Scope
 
 from fediverse_net.activitypub import builders
 from fediverse_net.activitypub.errors import SignatureError
 from fediverse_net.activitypub.vocab import wants_activitypub
+from fediverse_net.deps import Deps
 from fediverse_net.services import actor_documents, discovery, fetch_auth
 from fediverse_net.services.errors import NotFound
 from fediverse_net.services.groups import documents as group_documents
 from fediverse_net.services.notes import note_object
 from fediverse_net.web.inbox import request_parts
-from fediverse_net.web.responses import ActivityJSONResponse, json_error
+from fediverse_net.web.responses import ACTIVITY_HEADERS, ActivityJSONResponse, PreparedResponse, json_error
 from fediverse_net.web.wellknown import deps_of
 
 
@@ -48,17 +50,46 @@ async def member(request: Request) -> Response:
     deps = deps_of(request)
     handle = request.path_params["handle"].lower()
     try:
-        _, document = await actor_documents.member_document(deps, handle)
+        served = await actor_documents.member_document(deps, handle)
     except discovery.Gone:
         return json_error(410, "gone")
     except NotFound:
         return json_error(404, "not found")
     if not wants_activitypub(request.headers.get("accept")):
-        return RedirectResponse(document.get("url") or "/", status_code=302, headers={"Vary": "Accept"})
+        url = served.document.get("url")
+        return RedirectResponse(
+            url if isinstance(url, str) and url else "/", status_code=302, headers={"Vary": "Accept"}
+        )
     if await fetch_denied(request) is not None:
         # Public keys stay fetchable without a signature, or nobody could verify ours.
-        document = fetch_auth.key_only(document)
-    return ActivityJSONResponse(document)
+        return ActivityJSONResponse(fetch_auth.key_only(served.document))
+    return PreparedResponse(served.body, ACTIVITY_HEADERS)
+
+
+def cached_member_answer(deps: Deps, scope: Scope) -> Response | None:
+    """`member`'s answer straight from the document cache, for `CachedReads` (web/middleware.py).
+
+    Only where `member` would send the cached bytes unchanged: a GET of `/users/{handle}` asking
+    for ActivityPub, with the document cached. Never in authorized-fetch mode and never for a
+    signed GET: those go through `member` and every check on the signer.
+    """
+    path: str = scope["path"]
+    if not path.startswith("/users/") or deps.settings.authorized_fetch:
+        return None
+    handle = path[len("/users/") :]
+    if not handle or "/" in handle:
+        return None
+    accept: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            if accept is None:  # the first one, as Request.headers.get reads it
+                accept = value.decode("latin-1")
+        elif name in (b"signature", b"signature-input"):
+            return None
+    if not wants_activitypub(accept):
+        return None
+    served = actor_documents.cached_member_document(deps, handle.lower())
+    return PreparedResponse(served.body, ACTIVITY_HEADERS) if served is not None else None
 
 
 async def instance_actor(request: Request) -> Response:

@@ -45,7 +45,7 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def _csrf_ok(request: Request, submitted: object) -> bool:
+def csrf_ok(request: Request, submitted: object) -> bool:
     expected = request.session.get(_CSRF_KEY)
     if not isinstance(expected, str) or not expected or not isinstance(submitted, str):
         return False
@@ -96,7 +96,7 @@ async def read_form(
     if content_type not in _FORM_TYPES:
         raise FormRejected(400, "This page expects a form.")
     form = await _parse(request, await _capped_body(request, max_bytes))
-    if not _csrf_ok(request, form.get(CSRF_FIELD)):
+    if not csrf_ok(request, form.get(CSRF_FIELD)):
         raise FormRejected(403, "This form expired, please try again.")
     for name, value in form.multi_items():
         if not isinstance(value, str):

@@ -8,18 +8,22 @@ form → one service → page.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from fediverse_net.services import follows, timeline
+from fediverse_net.services import follows, media, timeline
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
 from fediverse_net.services.groups import core, membership, moderation, views
+from fediverse_net.services.media import MediaRejected
 from fediverse_net.web.forms import field, flash, read_form
 from fediverse_net.web.groups import group_input, handle_of, home_of, require_account, see_other, viewer_of
-from fediverse_net.web.templating import html_errors, render
+from fediverse_net.web.media import read_upload_form
+from fediverse_net.web.social import limited
+from fediverse_net.web.templating import error_page, html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
 MEMBER_ACTIONS: Final = ("ban", "unban", "admin", "moderator", "member")
@@ -30,7 +34,13 @@ async def edit_group(request: Request) -> Response:
     account = await require_account(request)
     group, settings = await core.local_group(handle_of(request))
     await core.require_role(group, account.actor, ("admin",))
-    if request.method == "GET":
+    too_large: MediaRejected | None = None
+    if request.method == "POST":
+        try:
+            form, upload = await read_upload_form(request, "avatar_file")
+        except MediaRejected as exc:  # too large to read: the saved settings are shown again
+            too_large = exc
+    if request.method == "GET" or too_large is not None:
         questions = [q.text for q in await membership.questions(group)]
         values = core.GroupInput(
             name=group.name,
@@ -46,44 +56,63 @@ async def edit_group(request: Request) -> Response:
             posting=settings.posting,
             follow_is_join=settings.follow_is_join,
             vouches_needed=settings.vouches_needed,
+            review_first_posts=settings.review_first_posts,
             questions=questions,
         )
-        return await render(
-            request, "groups_form.html", {"values": values, "handle": group.username, "error": None}
-        )
-    form = await read_form(request)
+        error, status = (str(too_large), too_large.status) if too_large else (None, 200)
+        context = {"values": values, "handle": group.username, "error": error}
+        return await render(request, "groups_form.html", context, status=status)
     values = group_input(form)
+    deps = deps_of(request)
     try:
-        await moderation.update_group(deps_of(request), group, account.actor, values)
+        # An uploaded picture takes the address field's place; the replaced file goes once unused.
+        async with media.replacing_avatar(deps.settings, group.avatar_url, upload) as uploaded:
+            saved = replace(values, avatar_url=uploaded) if uploaded is not None else values
+            await moderation.update_group(deps, group, account.actor, saved)
     except ServiceError as exc:
         if isinstance(exc, Forbidden):
             raise
         context = {"values": values, "handle": group.username, "error": str(exc)}
-        return await render(request, "groups_form.html", context, status=400)
+        status = exc.status if isinstance(exc, MediaRejected) else 400
+        return await render(request, "groups_form.html", context, status=status)
     flash(request, "The group is saved.")
     return see_other(home_of(group.username))
 
 
 @html_errors
 async def moderate(request: Request) -> Response:
-    """POST `/g/{handle}/t/{note_id}/{action}`: remove | lock | unlock | pin | unpin."""
+    """POST `/g/{handle}/t/{note_id}/{action}`: remove | lock | unlock | pin | unpin | approve | reject."""
     form = await read_form(request)
     account = await require_account(request)
     group, _ = await core.local_group(handle_of(request))
     action = request.path_params["action"]
     if action not in moderation.POST_ACTIONS:
         raise NotFound("This page does not exist.")
-    await moderation.moderate_post(
-        deps_of(request), group, account.actor, request.path_params["note_id"], action, field(form, "reason")
-    )
+    try:
+        await moderation.moderate_post(
+            deps_of(request),
+            group,
+            account.actor,
+            request.path_params["note_id"],
+            action,
+            field(form, "reason"),
+        )
+    except (Forbidden, NotFound):
+        raise
+    except ServiceError as exc:  # e.g. approving a post that is not waiting for review
+        return await error_page(request, 400, str(exc))
     messages = {
         "remove": "The post is removed.",
         "lock": "The thread is locked.",
         "unlock": "The thread is open again.",
         "pin": "The thread is pinned.",
         "unpin": "The thread is no longer pinned.",
+        "approve": "The post is approved and shared with the group.",
+        "reject": "The post is rejected: the group does not share it.",
     }
     flash(request, messages[action])
+    if action in moderation.REVIEW_ACTIONS:
+        return see_other(f"{home_of(group.username)}/requests")
     return see_other(home_of(group.username))
 
 
@@ -94,6 +123,7 @@ async def requests_page(request: Request) -> Response:
         "page": page,
         "requests": await membership.pending(page.group),
         "follow_requests": await views.pending_follows(page.group),
+        "held": await views.held_posts(page.group),
         "trusted": await membership.trusted_instances(page.group),
     }
     return await render(request, "groups_requests.html", context)
@@ -211,6 +241,8 @@ async def invite(request: Request) -> Response:
     form = await read_form(request)
     account = await require_account(request)
     group, _ = await core.local_group(handle_of(request))
+    if (too_many := await limited(request, "rate_limit_invite", account, "invitations")) is not None:
+        return too_many
     try:
         person = await timeline.find_actor(deps_of(request), field(form, "handle"))
         await membership.invite(deps_of(request), group, account.actor, person)
@@ -221,6 +253,26 @@ async def invite(request: Request) -> Response:
         return see_other(f"{home_of(group.username)}/members")
     flash(request, f"@{person.acct} is invited.")
     return see_other(f"{home_of(group.username)}/members")
+
+
+@html_errors
+async def delete_group(request: Request) -> Response:
+    """`/g/{handle}/delete`: the confirmation page, then the group's deletion (admins only)."""
+    page = await views.require_admin_view(handle_of(request), await viewer_of(request))
+    if request.method == "GET":
+        return await render(request, "groups_delete.html", {"page": page, "error": None})
+    form = await read_form(request)
+    account = await require_account(request)
+    try:
+        await moderation.delete_group(
+            deps_of(request), page.group, account.actor, field(form, "confirmation")
+        )
+    except (Forbidden, NotFound):
+        raise
+    except ServiceError as exc:
+        return await render(request, "groups_delete.html", {"page": page, "error": str(exc)}, status=400)
+    flash(request, f"The group {page.group.name or page.group.username} is deleted.")
+    return see_other("/groups")
 
 
 @html_errors
@@ -257,4 +309,5 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/g/{handle}/invite", invite, methods=["POST"], name="group_invite"),
         Route("/g/{handle}/modlog", modlog, name="group_modlog"),
+        Route("/g/{handle}/delete", delete_group, methods=["GET", "POST"], name="group_delete"),
     ]

@@ -33,6 +33,13 @@ async def _group(request: Request) -> Actor | None:
     return actor
 
 
+async def _missing(request: Request) -> Response:
+    """410 for a group that was deleted (its id is never reused), else 404."""
+    if await core.was_deleted(request.path_params["handle"]):
+        return json_error(410, "gone")
+    return json_error(404, "not found")
+
+
 async def signer_of(request: Request) -> str | None:
     """The actor id that signed this GET (None when unsigned); SignatureError when it is bad."""
     deps = deps_of(request)
@@ -43,7 +50,7 @@ async def group_actor(request: Request) -> Response:
     """`/groups/{handle}`: the Group actor; browsers go to the group page."""
     group = await _group(request)
     if group is None:
-        return json_error(404, "not found")
+        return await _missing(request)
     if not wants_activitypub(request.headers.get("accept")):
         return RedirectResponse(group.url or "/groups", status_code=302, headers={"Vary": "Accept"})
     document = await documents.group_document(group, deps_of(request).urls)
@@ -58,7 +65,7 @@ async def collection(request: Request) -> Response:
         return json_error(404, "not found")
     group = await _group(request)
     if group is None:
-        return json_error(404, "not found")
+        return await _missing(request)
     if (denied := await fetch_denied(request)) is not None:
         return denied
     if which == "followers":
@@ -80,7 +87,7 @@ async def collection(request: Request) -> Response:
 async def featured(request: Request) -> Response:
     group = await _group(request)
     if group is None:
-        return json_error(404, "not found")
+        return await _missing(request)
     if (denied := await fetch_denied(request)) is not None:
         return denied
     return ActivityJSONResponse(await documents.featured_collection(group))
@@ -90,7 +97,7 @@ async def activity(request: Request) -> Response:
     """`/groups/{handle}/activities/{token}`: the group's public Announces dereference."""
     group = await _group(request)
     if group is None:
-        return json_error(404, "not found")
+        return await _missing(request)
     ap_id = f"{group.ap_id}/activities/{request.path_params['token']}"
     document = await documents.public_activity(group, ap_id)
     if document is None:

@@ -21,6 +21,7 @@ from fediverse_net.services.errors import Conflict, Forbidden, NotFound, Service
 from fediverse_net.services.groups import core, documents, membership, posting, remote, views
 from fediverse_net.web.forms import current_account, field, flash, read_form
 from fediverse_net.web.responses import ActivityJSONResponse, JSONResponse
+from fediverse_net.web.social import limited
 from fediverse_net.web.templating import html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
@@ -51,8 +52,13 @@ def home_of(handle: str) -> str:
     return f"/g/{handle}"
 
 
+def _small_number(form: Any, name: str) -> int:
+    """A form's small non-negative number; -1 (refused by `core.check_input`) when it is not one."""
+    raw = field(form, name).strip() or "0"
+    return int(raw) if raw.isdigit() and len(raw) < 4 else -1
+
+
 def group_input(form: Any) -> core.GroupInput:
-    vouches = field(form, "vouches_needed").strip() or "0"
     return core.GroupInput(
         name=field(form, "name"),
         description=field(form, "description"),
@@ -66,7 +72,8 @@ def group_input(form: Any) -> core.GroupInput:
         visibility=field(form, "visibility") or "public",
         posting=field(form, "posting") or "members",
         follow_is_join=field(form, "follow_is_join") == "yes",
-        vouches_needed=int(vouches) if vouches.isdigit() and len(vouches) < 4 else -1,
+        vouches_needed=_small_number(form, "vouches_needed"),
+        review_first_posts=_small_number(form, "review_first_posts"),
         questions=[field(form, f"question_{i}") for i in range(core.MAX_QUESTIONS)],
     )
 
@@ -143,6 +150,8 @@ async def post(request: Request) -> Response:
     form = await read_form(request, max_field=20_000)
     account = await require_account(request)
     group, _ = await core.local_group(handle_of(request))
+    if (too_many := await limited(request, "rate_limit_post", account, "posts")) is not None:
+        return too_many
     parent_ref = field(form, "in_reply_to")
     parent = await views.note_of(int(parent_ref)) if parent_ref.isdigit() and len(parent_ref) < 19 else None
     try:
@@ -159,6 +168,9 @@ async def post(request: Request) -> Response:
         raise
     except ServiceError as exc:
         flash(request, str(exc))
+        return see_other(home_of(group.username))
+    if await posting.is_held(group, note):
+        flash(request, "Thank you: a moderator reviews your first posts before the group shares them.")
         return see_other(home_of(group.username))
     flash(request, "Your reply is posted." if parent else "Your post is published in the group.")
     return see_other(f"{home_of(group.username)}/t/{parent.id if parent else note.id}")

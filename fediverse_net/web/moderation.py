@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from fediverse_net.activitypub.clock import ClockEstimate
+from fediverse_net.activitypub.handles import display_handle
 from fediverse_net.db.models import Account, Actor
 from fediverse_net.services import blocks, instance_admin, ratelimit, reports
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
@@ -64,7 +66,16 @@ async def _member(request: Request) -> Account:
 
 
 def _acct(actor: Actor) -> str:
-    return f"@{actor.acct}"
+    """The handle for a flash message: IDN as punycode, no raw bidi/zero-width characters (C28)."""
+    shown = display_handle(actor.username, actor.domain)
+    return shown.text + (" ⚠" if shown.unusual else "")
+
+
+def _clock_warning(request: Request) -> ClockEstimate | None:
+    """The clock estimate when our clock is off (F15): the admin pages show it as a warning."""
+    client = deps_of(request).client
+    estimate = client.clock_monitor.estimate() if client is not None else None
+    return estimate if estimate is not None and estimate.status == "skewed" else None
 
 
 # --- a member's blocks and mutes --------------------------------------------------------------------
@@ -169,7 +180,8 @@ async def admin_reports(request: Request) -> Response:
     state = request.query_params.get("state", "open")
     state = state if state in ("open", "resolved", "dismissed") else "open"
     views = await reports.queue(account, state=state)
-    return await render(request, "moderation_reports.html", {"views": views, "state": state})
+    context = {"views": views, "state": state, "clock": _clock_warning(request)}
+    return await render(request, "moderation_reports.html", context)
 
 
 @html_errors
@@ -211,7 +223,11 @@ async def admin_domains(request: Request) -> Response:
         else:
             flash(request, f"{row.domain}: {row.severity}.")
             return _see_other("/admin/domains")
-    context = {"rows": await instance_admin.domain_blocks(), "entries": await instance_admin.audit_log(50)}
+    context = {
+        "rows": await instance_admin.domain_blocks(),
+        "entries": await instance_admin.audit_log(50),
+        "clock": _clock_warning(request),
+    }
     return await render(request, "moderation_domains.html", {**context, "error": error}, status=status)
 
 

@@ -13,7 +13,9 @@ from starlette.staticfiles import StaticFiles
 from fediverse_net.activitypub.vocab import wants_activitypub
 from fediverse_net.services import actor_documents, moderation, profiles, ratelimit
 from fediverse_net.services.errors import Conflict, Forbidden, NotFound, ServiceError
+from fediverse_net.services.media import MediaRejected
 from fediverse_net.web.forms import current_account, field, flash, login, logout, read_form
+from fediverse_net.web.media import read_upload_form
 from fediverse_net.web.moderation import client_ip, too_many
 from fediverse_net.web.responses import ActivityJSONResponse, json_error
 from fediverse_net.web.templating import error_page, html_errors, render
@@ -132,7 +134,11 @@ async def settings_profile(request: Request) -> Response:
     if request.method == "GET":
         saved = profiles.profile_input(account)
         return await render(request, "settings_profile.html", {"values": saved, "error": None})
-    form = await read_form(request)
+    try:
+        form, upload = await read_upload_form(request, "avatar_file")
+    except MediaRejected as exc:  # too large to read: the saved profile is shown again
+        refused = {"values": profiles.profile_input(account), "error": str(exc)}
+        return await render(request, "settings_profile.html", refused, status=exc.status)
     values = profiles.ProfileInput(
         display_name=field(form, "display_name"),
         bio=field(form, "bio"),
@@ -140,12 +146,14 @@ async def settings_profile(request: Request) -> Response:
         avatar_url=field(form, "avatar_url"),
         discoverable=field(form, "discoverable") == "yes",
         manually_approves_followers=field(form, "manually_approves_followers") == "yes",
+        avatar_upload=upload,
     )
     try:
         await profiles.update_profile(deps_of(request), account, values)
     except ServiceError as exc:
         refused = {"values": values, "error": str(exc)}
-        return await render(request, "settings_profile.html", refused, status=400)
+        status = exc.status if isinstance(exc, MediaRejected) else 400
+        return await render(request, "settings_profile.html", refused, status=status)
     flash(request, "Your profile is saved.")
     return _see_other("/settings/profile")
 

@@ -26,6 +26,30 @@ class ActivityJSONResponse(Response):
         super().__init__(dumps(content), status_code=status_code, headers=merged)
 
 
+class PreparedResponse(Response):
+    """An already-encoded body sent with a prepared header list (cached documents, B1/B2).
+
+    Skips Starlette's per-request header encoding; `headers` are lower-case latin-1 pairs
+    without content-length, which is added here.
+    """
+
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        # A new list each time: middlewares append to the one they are sent.
+        self.raw_headers = [*headers, (b"content-length", str(len(body)).encode("latin-1"))]
+
+
+def raw_headers(media_type: str, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """`headers` plus content-type as the raw pairs `PreparedResponse` takes."""
+    pairs = {**headers, "Content-Type": media_type}
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs.items()]
+
+
+ACTIVITY_HEADERS = raw_headers(ActivityJSONResponse.media_type, {"Vary": "Accept", **CORS})
+
+
 class JSONResponse(Response):
     media_type = "application/json"
 

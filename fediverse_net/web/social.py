@@ -57,7 +57,7 @@ async def _member(request: Request) -> Account:
     return account
 
 
-async def _limited(request: Request, setting: str, account: Account, what: str) -> Response | None:
+async def limited(request: Request, setting: str, account: Account, what: str) -> Response | None:
     """429 page when the member used up `settings.<setting>` (anti-spam), else None."""
     try:
         ratelimit.check(deps_of(request), setting, f"account:{account.id}", what=what)
@@ -111,8 +111,8 @@ async def compose(request: Request) -> Response:
     """POST `/notes`: a new post from the home page, or a reply (`in_reply_to`) from a thread."""
     form = await read_form(request, max_field=20_000)
     account = await _member(request)
-    if (limited := await _limited(request, "rate_limit_post", account, "posts")) is not None:
-        return limited
+    if (too_many := await limited(request, "rate_limit_post", account, "posts")) is not None:
+        return too_many
     draft = timeline.Draft(
         source=field(form, "content"),
         visibility=field(form, "visibility") or "public",
@@ -197,8 +197,8 @@ async def follow(request: Request) -> Response:
     """POST `/follow` with `actor_id`: send a follow request."""
     form = await read_form(request)
     account = await _member(request)
-    if (limited := await _limited(request, "rate_limit_follow", account, "follow requests")) is not None:
-        return limited
+    if (too_many := await limited(request, "rate_limit_follow", account, "follow requests")) is not None:
+        return too_many
     back = _local_path(field(form, "back"))
     try:
         target = await timeline.follow_actor(deps_of(request), account.actor, _int(field(form, "actor_id")))

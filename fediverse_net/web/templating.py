@@ -14,6 +14,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from fediverse_net.activitypub.handles import display_handle, display_username
 from fediverse_net.activitypub.sanitize import plain_text, sanitize_html, truncate
 from fediverse_net.services.errors import Forbidden, NotFound
 from fediverse_net.web import forms
@@ -49,6 +50,29 @@ def _http_url(url: str | None) -> str:
     return url if scheme in ("http", "https") else ""
 
 
+def _handle(actor: Any) -> Markup:
+    """`@user@host` of an actor, never spoofing (security matrix C28, `activitypub/handles.py`).
+
+    IDN hosts in punycode (titled as such); a user name with look-alike, invisible or bidi
+    characters gets a visible "⚠ unusual characters" marker whose title says what is unusual.
+    """
+    shown = display_handle(actor.username, actor.domain)
+    if shown.unusual:
+        why = "Unusual address: " + "; ".join(shown.warnings) + "."
+        marker = Markup(' <span class="handle-warning" title="{}">⚠ unusual characters</span>')
+        return Markup("{}").format(shown.text) + marker.format(why)
+    if shown.idn:
+        idn = '<span class="idn" title="Internationalised server name, shown as punycode">{}</span>'
+        return Markup(idn).format(shown.text)
+    return Markup("{}").format(shown.text)
+
+
+def _handle_text(actor: Any) -> str:
+    """The same as plain text (for attributes and sentences): `@user@host`, `⚠` when unusual."""
+    shown = display_handle(actor.username, actor.domain)
+    return shown.text + (" ⚠" if shown.unusual else "")
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -63,6 +87,9 @@ def environment() -> jinja2.Environment:
     env.filters["shorten"] = truncate
     env.filters["when"] = _datetime
     env.filters["http_url"] = _http_url
+    env.filters["handle"] = _handle
+    env.filters["handle_text"] = _handle_text
+    env.filters["username"] = display_username
     return env
 
 

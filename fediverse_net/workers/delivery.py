@@ -26,7 +26,9 @@ from fediverse_net.activitypub.errors import UnsafeURL
 from fediverse_net.activitypub.keys import SigningKey, load_private_key
 from fediverse_net.db.models import Actor, OutgoingActivity
 from fediverse_net.deps import Deps
-from fediverse_net.services.deliveries import Attempt, Claim, claim_due, purge_finished, record_outcomes
+from fediverse_net.services.deliveries.claims import claim_due
+from fediverse_net.services.deliveries.policy import Attempt, Claim
+from fediverse_net.services.deliveries.records import purge_finished, record_outcomes
 
 log = logging.getLogger("fediverse_net.workers.delivery")
 

@@ -1192,3 +1192,36 @@ async def test_post_sends_the_signed_url_unchanged(key: SigningKey) -> None:
         result = await client.post_activity(server.url("/in%62ox?a=%2F&b=c%20d"), ACTIVITY, sign_as=key)
     assert result.ok and seen
     assert server.requests[0].target == "/in%62ox?a=%2F&b=c%20d"
+
+
+# --- F15: peers' Date headers feed the clock monitor ----------------------------------------------
+
+
+async def test_F15_dates_of_get_and_post_answers_feed_the_clock_monitor(key: SigningKey) -> None:
+    """GETs (httpx) and inbox POSTs (aiohttp) both report the peer's `Date`; one sample per host name."""
+    skewed = formatdate(time.time() - 7200, usegmt=True)  # peers 2 h behind: our clock is ahead
+
+    async def handler(request: Req, writer: asyncio.StreamWriter) -> None:
+        if request.method == "POST":
+            await respond(writer, 202, headers={"Date": skewed})
+        else:
+            body = json.dumps(note(f"http://{request.headers['host']}/n")).encode()
+            await respond(writer, 200, body, {"Content-Type": "application/activity+json", "Date": skewed})
+
+    client = make_client()
+    assert client._poster is not None  # the real aiohttp path for POSTs
+    async with (
+        LoopbackServer(handler, host="127.0.0.1") as one,
+        LoopbackServer(handler, host="127.0.0.2") as two,
+        LoopbackServer(handler, host="127.0.0.3") as three,
+        LoopbackServer(handler, host="127.0.0.3") as three_again,
+        client,
+    ):
+        await client.fetch_object(one.url("/n"), sign_as=key)
+        assert client.clock_monitor.estimate().hosts == 1
+        for server in (two, three, three_again):  # another port of 127.0.0.3 is not another opinion
+            assert (await client.post_activity(server.url("/inbox"), ACTIVITY, sign_as=key)).ok
+        estimate = client.clock_monitor.estimate()
+    assert estimate.hosts == 3 and estimate.status == "skewed"
+    assert estimate.offset is not None and abs(estimate.offset + 7200) < 60
+    assert estimate.rejected_by_peers

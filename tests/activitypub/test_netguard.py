@@ -21,6 +21,7 @@ from fediverse_net.activitypub.netguard import (
     PRIVATE_V6,
     IPNetwork,
     check_url,
+    checked_url,
     is_forbidden_address,
     parse_networks,
     resolve_checked,
@@ -321,6 +322,24 @@ def test_allowed_networks_override() -> None:
     check_url("http://127.0.0.2:8000/", allow_private=False, allowed=allowed)
     with pytest.raises(UnsafeURL):
         check_url("http://127.0.0.1:8000/", allow_private=False, allowed=allowed)
+
+
+def test_remembered_verdicts_follow_the_policy_arguments() -> None:
+    """`checked_url` caches accepted URLs; the cache must never let one policy's verdict leak
+    into another's, and a refusal is never remembered as an acceptance."""
+    url = "http://127.0.0.9:8000/inbox"
+    first = checked_url(url, allow_private=True)
+    assert checked_url(url, allow_private=True) == first
+    with pytest.raises(UnsafeURL):
+        checked_url(url, allow_private=False)
+    allowed = parse_networks(["127.0.0.9/32"])
+    assert checked_url(url, allow_private=False, allowed=allowed) == first
+    with pytest.raises(UnsafeURL):
+        checked_url(url, allow_private=False, allowed=parse_networks(["127.0.0.8/32"]))
+    long_url = "http://127.0.0.9/" + "a" * 1000  # above the cached length: checked every time
+    assert str(checked_url(long_url, allow_private=True)) == long_url
+    with pytest.raises(UnsafeURL):
+        checked_url(long_url, allow_private=False)
 
 
 # --- property tests ---------------------------------------------------------------------------

@@ -260,3 +260,55 @@ def test_C28_display_names_lose_bidi_overrides_and_zero_width_characters():
 
     assert clean_name("adm\u202ein\u200b  \u2066x\u2069\n") == "admin x"
     assert clean_name("Аlice") == "Аlice"  # confusable letters are left as typed
+
+
+# --- C28: link text that names another server ------------------------------------------------------
+
+ATTRS = f'target="_blank" {REL}'
+
+
+@pytest.mark.parametrize(
+    ("href", "text", "shown"),
+    [
+        ("https://evil.example/login", "paypal.com", "paypal.com (evil.example)"),
+        ("https://evil.example/login", "https://paypal.com/login", "https://paypal.com/login (evil.example)"),
+        ("https://paypal.com.evil.net/", "paypal.com", "paypal.com (paypal.com.evil.net)"),
+        ("https://evil.example/", "www.paypal.com…", "www.paypal.com… (evil.example)"),
+        # An internationalised look-alike (Cyrillic а) is revealed even when it is the real target.
+        ("https://xn--pypal-4ve.com/", "p\u0430ypal.com", "p\u0430ypal.com (xn--pypal-4ve.com)"),
+        ("magnet:?xt=urn:x", "ubuntu.com", "ubuntu.com (magnet:)"),
+        # Honest links are left alone: same host, www., a subdomain, no address in the text.
+        ("https://paypal.com/x", "https://paypal.com/login", "https://paypal.com/login"),
+        ("https://www.paypal.com/x", "paypal.com", "paypal.com"),
+        ("https://help.paypal.com/x", "paypal.com/help", "paypal.com/help"),
+        ("https://evil.example/", "click here", "click here"),
+        ("https://evil.example/", "3.14", "3.14"),
+        ("https://m.example/@alice", "@alice@m.example", "@alice@m.example"),
+    ],
+)
+def test_C28_link_text_naming_another_server_shows_the_real_one(href, text, shown):
+    cleaned = sanitize_html(f'<p><a href="{href}">{text}</a></p>')
+    assert cleaned == f'<p><a href="{href.replace("&", "&amp;")}" {ATTRS}>{shown}</a></p>'
+    assert sanitize_html(cleaned) == cleaned  # flagged once, never twice
+
+
+def test_C28_mastodon_link_markup_is_read_through_its_spans():
+    """Mastodon hides `https://` and the URL's tail in spans: the text is still the whole URL."""
+
+    def link(href: str) -> str:
+        return (
+            f'<a href="{href}"><span class="invisible">https://</span>'
+            '<span class="ellipsis">paypal.com/a/very/long/pa</span><span class="invisible">th</span></a>'
+        )
+
+    honest = sanitize_html(link("https://paypal.com/a/very/long/path"))
+    assert "(" not in honest
+    lying = sanitize_html(link("https://evil.example/a/very/long/path"))
+    assert lying.endswith('<span class="invisible">th</span> (evil.example)</a>')
+    assert _unsafe(lying) == []
+
+
+def test_C28_hostile_attribute_values_do_not_confuse_the_link_reader():
+    cleaned = sanitize_html('<a href="https://evil.example/?q=&quot;>x" class="u-url">paypal.com</a>')
+    assert cleaned.endswith(">paypal.com (evil.example)</a>")
+    assert _unsafe(cleaned) == []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from typing import Any
 
+import httpx
 import pytest
 
 from fediverse_net.db.models import Actor, Delivery, OutgoingActivity
@@ -126,3 +129,30 @@ async def queued(kind: str | None = None) -> list[tuple[dict[str, Any], list[str
         inboxes = await Delivery.filter(activity_id=outgoing.id).values_list("inbox_url", flat=True)
         result.append((json.loads(outgoing.body), sorted(str(url) for url in inboxes)))
     return result
+
+
+TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def post_form(http: httpx.AsyncClient, path: str, data: dict, token_page: str = "/"):
+    """Submit a form as a browser does: the CSRF token from `token_page`, then the POST."""
+    page = await http.get(token_page)
+    token = TOKEN_RE.search(page.text).group(1)
+    return await http.post(path, data={"csrf_token": token, **data})
+
+
+@pytest.fixture
+async def browsers(app, settings):
+    """Factory: `await browsers("alice")` is a logged-in client with its own cookies (None: anonymous)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def open_as(handle: str | None = None) -> httpx.AsyncClient:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.origin)
+            )
+            if handle is not None:
+                response = await post_form(http, "/login", {"handle": handle, "password": PASSWORD}, "/login")
+                assert response.status_code == 303, response.text
+            return http
+
+        yield open_as

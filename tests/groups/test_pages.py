@@ -3,39 +3,12 @@ moderation, directory and feed — as browsers use them (forms with CSRF, no Jav
 
 from __future__ import annotations
 
-import contextlib
-import re
-
-import httpx
 import pytest
 
 from fediverse_net.db.models import Actor, GroupPost, Membership, ModLog, Note
-from tests.groups.conftest import PASSWORD, PUBLIC, follow_of, member, queued, stored
+from tests.groups.conftest import PUBLIC, follow_of, member, post_form, queued, stored
 
 pytestmark = pytest.mark.anyio
-TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-async def post_form(http: httpx.AsyncClient, path: str, data: dict, token_page: str = "/"):
-    page = await http.get(token_page)
-    token = TOKEN_RE.search(page.text).group(1)
-    return await http.post(path, data={"csrf_token": token, **data})
-
-
-@pytest.fixture
-async def browsers(app, settings):
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def open_as(handle: str | None = None) -> httpx.AsyncClient:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.origin)
-            )
-            if handle is not None:
-                response = await post_form(http, "/login", {"handle": handle, "password": PASSWORD}, "/login")
-                assert response.status_code == 303, response.text
-            return http
-
-        yield open_as
 
 
 async def test_create_group_from_the_web(alice, browsers):

@@ -11,6 +11,7 @@ from tortoise import Tortoise, connections
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from fediverse_net.db.models import Follow, InboxItem, Note
+from fediverse_net.services import inbox as inbox_service
 from fediverse_net.web import errors
 from tests.safety.test_matrix import create_of, follow_of
 
@@ -51,6 +52,7 @@ async def test_F6_database_is_locked_is_503_not_500(client, fediverse, alice, bo
     # However the inbox writes its row (create, save or a group-commit bulk_create), it fails.
     for method in ("create", "bulk_create", "save"):
         monkeypatch.setattr(InboxItem, method, locked)
+    monkeypatch.setattr(inbox_service, "insert_new", locked)  # the group commit's raw INSERT
     response = await fediverse.post_signed(client, "/inbox", create_of(fediverse, bob), as_actor=bob)
     assert_retry_later(response)
     monkeypatch.undo()

@@ -16,6 +16,7 @@ from fediverse_net.deps import Deps
 from fediverse_net.services import deliveries as d
 from fediverse_net.services.deliveries import (
     Attempt,
+    Claim,
     breaker_cooloff,
     claim_due,
     classify,
@@ -27,6 +28,7 @@ from fediverse_net.services.deliveries import (
     retry_delay,
     revive_host,
 )
+from fediverse_net.services.deliveries.policy import settle_batch
 from fediverse_net.services.outbox import record_outgoing
 from tests.services import Clock, follow, local_actor, note_activity, remote_actor
 
@@ -125,6 +127,49 @@ def test_F9_classify(status, error, outcome):
 )
 def test_F1_circuit_breaker_cooloff_grows_and_is_capped(failures, cooloff):
     assert breaker_cooloff(failures) == cooloff
+
+
+def _claim(n: int, host: str, attempts: int = 0) -> Claim:
+    return Claim(n, 1, f"https://{host}/inbox{n}", host, attempts, False, NOW + d.DEFAULT_LEASE)
+
+
+def test_settle_batch_tallies_hosts_without_a_database():
+    """The in-memory half of `record_outcomes`: row states and what counts for each host."""
+    rows = [
+        _claim(1, "up.example"),
+        _claim(2, "down.example"),
+        _claim(3, "busy.example"),
+        _claim(4, "gone.example"),
+        _claim(5, "up.example"),
+        _claim(6, "ssrf.example"),
+    ]
+    hosts, gone = settle_batch(
+        [
+            Attempt(rows[0], status=202, scheme="rfc9421"),
+            Attempt(rows[1], error="connect: refused"),
+            Attempt(rows[2], status=429, retry_after=120),
+            Attempt(rows[3], status=410),
+            Attempt(rows[4], dropped="the sending actor is deleted or suspended"),
+            Attempt(rows[5], error="unsafe-url: private address", unsafe=True),
+        ],
+        NOW,
+    )
+    assert [(r.state, r.attempts, r.claimed_until) for r in rows] == [
+        ("delivered", 1, None),
+        ("pending", 1, None),
+        ("pending", 1, None),
+        ("failed", 1, None),
+        ("dropped", 0, None),
+        ("failed", 1, None),
+    ]
+    assert rows[1].next_attempt_at is not None and rows[1].next_attempt_at > NOW
+    assert rows[2].next_attempt_at is not None and rows[2].next_attempt_at >= NOW + timedelta(seconds=120)
+    assert (hosts["up.example"].reachable, hosts["up.example"].scheme) == (1, "rfc9421")
+    assert (hosts["down.example"].failed, hosts["down.example"].reachable) == (1, 0)
+    busy = hosts["busy.example"]  # 429: up, but paused for its Retry-After
+    assert (busy.reachable, busy.failed, busy.pause_until) == (1, 0, NOW + timedelta(seconds=120))
+    assert hosts["gone.example"].reachable == 1 and gone == ["https://gone.example/inbox4"]
+    assert "ssrf.example" not in hosts  # neither dropped rows nor SSRF refusals count for a host
 
 
 # --- with the database -------------------------------------------------------------------------

@@ -211,4 +211,5 @@ async def test_unknown_route_is_404(client, app):
 async def test_healthz_reports_the_database(client, app):
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json()["status"] == "ok"
+    assert response.json()["clock"]["status"] == "unknown"  # no peer has answered yet (F15)

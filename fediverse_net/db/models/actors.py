@@ -48,6 +48,8 @@ class Actor(Model):
 
     class Meta:
         table = "actors"
+        # The group directory lists groups by name (db/group_search.py).
+        indexes = (("type", "name", "id"),)
 
     @property
     def delivery_inbox(self) -> str:

@@ -31,6 +31,9 @@ class Group(Model):
     # A Follow (the only thing Mastodon can send) also makes a member, in open groups.
     follow_is_join = fields.BooleanField(default=True)
     vouches_needed = fields.IntField(default=0)  # 0: vouching is off
+    # Each member's first N posts wait for a moderator before the group shares them (0: off).
+    # db_default: the column is added to existing rows by migration 0002 (NOT NULL needs a value).
+    review_first_posts = fields.IntField(default=0, db_default=0)
     description = fields.TextField(default="")  # Markdown source; Actor.summary holds the HTML
     rules = fields.TextField(default="")  # Markdown source
     tags = fields.JSONField[Any](default=list)
@@ -66,6 +69,9 @@ class Membership(Model):
     class Meta:
         table = "group_memberships"
         unique_together = (("group", "member"),)
+        # Member counts of a group (directory, group page) and the groups a member belongs to
+        # (home timeline) read these without visiting rows.
+        indexes = (("group_id", "state"), ("member_id", "state"))
 
 
 class JoinQuestion(Model):
@@ -151,7 +157,7 @@ class GroupPost(Model):
         "models.Note", related_name="group_links", on_delete=fields.CASCADE
     )
     note_id: int
-    state = fields.CharField(max_length=16, default="accepted")  # accepted | removed
+    state = fields.CharField(max_length=16, default="accepted")  # accepted | held | removed
     members_only = fields.BooleanField(default=False)
     locked = fields.BooleanField(default=False)
     pinned = fields.BooleanField(default=False)

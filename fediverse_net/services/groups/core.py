@@ -34,6 +34,7 @@ MAX_RULES: Final = 5000
 MAX_TAGS: Final = 10
 MAX_QUESTIONS: Final = 5
 MAX_QUESTION: Final = 500
+MAX_REVIEWED_POSTS: Final = 20
 TAG_RE: Final = re.compile(r"[\w-]{1,40}")
 # Paths of the group pages under /groups/ (web/groups.py) that a group handle must not shadow.
 RESERVED_GROUP_HANDLES: Final = frozenset({"new", "find", "remote"})
@@ -56,6 +57,7 @@ class GroupInput:
     posting: str = "members"
     follow_is_join: bool = True
     vouches_needed: int = 0
+    review_first_posts: int = 0
     questions: list[str] = field(default_factory=list)
 
 
@@ -74,10 +76,17 @@ def normalise_tags(raw: str) -> list[str]:
     return tags
 
 
+# A picture uploaded to this server (services/media.py). On an http dev instance its URL is
+# http://; saving the form again must keep it, so that shape is let through as well.
+_OWN_PICTURE: Final = re.compile(r"http://[^/\s]+/media/[0-9a-f]{64}\.webp")
+
+
 def _image_url(raw: str, label: str) -> str | None:
     url = raw.strip()
     if not url:
         return None
+    if _OWN_PICTURE.fullmatch(url):
+        return url
     if not url.startswith("https://") or len(url) > 500 or any(ch.isspace() for ch in url):
         raise ServiceError(f"The {label} must be an https:// address.")
     return url
@@ -100,6 +109,8 @@ def check_input(form: GroupInput) -> None:
         raise ServiceError("Choose who can post.")
     if not 0 <= form.vouches_needed <= 20:
         raise ServiceError("Vouches needed is a number from 0 (off) to 20.")
+    if not 0 <= form.review_first_posts <= MAX_REVIEWED_POSTS:
+        raise ServiceError(f"Posts to review is a number from 0 (off) to {MAX_REVIEWED_POSTS}.")
     if len(form.city) > 128 or len(form.area) > 128:
         raise ServiceError("City and area may have at most 128 characters each.")
     questions = [q.strip() for q in form.questions if q.strip()]
@@ -127,6 +138,7 @@ def settings_values(form: GroupInput) -> dict[str, Any]:
         "posting": form.posting,
         "follow_is_join": form.follow_is_join,
         "vouches_needed": form.vouches_needed,
+        "review_first_posts": form.review_first_posts,
         "description": form.description.strip(),
         "rules": form.rules.strip(),
         "tags": normalise_tags(form.tags),
@@ -181,6 +193,12 @@ async def create_group(settings: Settings, handle: str, owner: Actor, form: Grou
 
 
 # --- finding groups and roles ---------------------------------------------------------------------
+
+
+async def was_deleted(handle: str) -> bool:
+    """Was there a group of ours with this handle (deleted since)?"""
+    query = Actor.filter(handle=handle.lower()[:64], type="Group", local=True, deleted_at__isnull=False)
+    return await query.exists()
 
 
 async def local_group(handle: str) -> tuple[Actor, Group]:

@@ -19,7 +19,7 @@ from fediverse_net.activitypub.parse import JSON, get_id
 from fediverse_net.activitypub.vocab import AS_CONTEXT, PUBLIC
 from fediverse_net.db.models import Actor, Follow, Group, GroupPost, Membership, ModLog, Note
 from fediverse_net.deps import Deps
-from fediverse_net.services import actor_lifecycle
+from fediverse_net.services import actor_lifecycle, media
 from fediverse_net.services.errors import NotFound, ServiceError
 from fediverse_net.services.groups.core import (
     GroupInput,
@@ -33,10 +33,12 @@ from fediverse_net.services.groups.core import (
     require_role,
     settings_values,
 )
+from fediverse_net.services.groups.posting import announce, undo_boost
 from fediverse_net.services.outbox import record_outgoing
 from fediverse_net.urls import new_token
 
-POST_ACTIONS: Final = ("remove", "lock", "unlock", "pin", "unpin")
+POST_ACTIONS: Final = ("remove", "lock", "unlock", "pin", "unpin", "approve", "reject")
+REVIEW_ACTIONS: Final = ("approve", "reject")  # for posts held for review (`posting.waits_for_review`)
 
 
 def _activity_id(group: Actor) -> str:
@@ -68,6 +70,31 @@ async def update_group(deps: Deps, group: Actor, editor: Actor, form: GroupInput
     return group
 
 
+async def delete_group(deps: Deps, group: Actor, admin: Actor, confirmation: str) -> None:
+    """An admin deletes the group: `Delete{Group}` to everyone who knows it, then it is gone.
+
+    As for members (`actor_lifecycle.delete_member`): followers and remote members get the Delete
+    (Lemmy and Mastodon drop the community/actor), follows and memberships end, and the actor row
+    stays with `deleted_at` so its id, WebFinger and handle answer 410 and are never reused. The
+    key stays so the queued Deletes can still be signed.
+    """
+    await require_role(group, admin, ("admin",))
+    if confirmation.strip().lstrip("@").lower() != group.username:
+        raise ServiceError(f"Type the group's handle, {group.username}, to confirm.")
+    recipients = await actor_lifecycle.reach(group)
+    activity = builders.delete(id=f"{group.ap_id}#delete", actor=group.ap_id, object_id=group.ap_id)
+    async with in_transaction():
+        actor_lifecycle.forget_changed(deps, group)
+        await record_outgoing(deps, actor=group, activity=activity, recipients=recipients)
+        await log(group, "delete_group", moderator=admin, target=group.ap_id)
+        await Follow.filter(followee=group).delete()
+        await Follow.filter(follower=group).delete()
+        await Membership.filter(group=group).delete()
+        pictures = actor_lifecycle.mark_deleted(deps, group)
+        await group.save(update_fields=["deleted_at", "updated_at", "avatar_url", "header_url"])
+    await media.forget_unused(deps.settings, *pictures)
+
+
 async def post_in_group(group: Actor, note_id: int) -> GroupPost:
     post = await GroupPost.filter(group_id=group.id, note_id=note_id).select_related("note").first()
     if post is None:
@@ -85,14 +112,29 @@ async def moderate_post(
     *,
     verified: bool = False,
 ) -> GroupPost:
-    """remove | lock | unlock | pin | unpin by a moderator (`verified`: already checked)."""
+    """remove | lock | unlock | pin | unpin | approve | reject by a moderator (`verified`: checked).
+
+    approve and reject are for posts held for review: approving shares the post (the group's
+    Announces go out now), rejecting removes it; nothing was shared, so nothing is taken back.
+    """
     if action not in POST_ACTIONS:
         raise ServiceError("Unknown moderation action.")
     if moderator is not None and not verified:
         await require_role(group, moderator)
     post = await post_in_group(group, note_id)
+    if action in REVIEW_ACTIONS and post.state != "held":
+        raise ServiceError("This post is not waiting for review.")
+    if action not in REVIEW_ACTIONS and post.state == "held":
+        raise ServiceError("This post is waiting for review: approve or reject it first.")
     async with in_transaction():
-        if action == "remove":
+        if action == "approve":
+            post.state = "accepted"
+            await post.save(update_fields=["state"])
+            await announce(deps, group, post, post.note, post.activity)
+        elif action == "reject":
+            post.state = "removed"
+            await post.save(update_fields=["state"])
+        elif action == "remove":
             await _remove(deps, group, post, reason)
         else:
             field = "locked" if action in ("lock", "unlock") else "pinned"
@@ -123,13 +165,7 @@ async def _remove(deps: Deps, group: Actor, post: GroupPost, reason: str) -> Non
         delete["summary"] = reason.strip()[:1000]
     await _send(deps, group, delete)
     # Mastodon-family receivers saw a boost: take it back (protocol §5.11).
-    for announce_id in post.announce_ids[:1]:
-        undo = builders.undo(
-            id=f"{announce_id}#undo",
-            actor=group.ap_id,
-            object={"id": announce_id, "type": "Announce", "actor": group.ap_id, "object": post.note.ap_id},
-            to=[PUBLIC],
-        )
+    if (undo := undo_boost(group, post, post.note.ap_id)) is not None:
         await _send(deps, group, undo)
 
 

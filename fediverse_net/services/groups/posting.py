@@ -76,6 +76,31 @@ async def posting_refusal(group: Actor, settings: Group | None, author: Actor) -
     return None if member else "not a member of the group"
 
 
+async def waits_for_review(group: Actor, settings: Group | None, author: Actor) -> bool:
+    """Is this one of the author's first posts, which the group's moderators see before it is shared?
+
+    Groups that ask for it (`Group.review_first_posts`) hold each member's first N posts; moderators
+    are never held. A held post is stored but not announced until a moderator approves it.
+    """
+    limit = settings.review_first_posts if settings is not None else 0
+    if limit <= 0:
+        return False
+    row = await membership_of(group, author)
+    if row is not None and row.state == "accepted" and row.role in MODERATOR_ROLES:
+        return False
+    shared = await GroupPost.filter(group_id=group.id, note__author_id=author.id, state="accepted").count()
+    return shared < limit
+
+
+async def is_held(group: Actor, note: Note) -> bool:
+    return await GroupPost.filter(group_id=group.id, note_id=note.id, state="held").exists()
+
+
+async def _hold(group: Actor, author: Actor, note: Note) -> None:
+    excerpt = truncate(plain_text(note.content)[:2000], 300)
+    await log(group, "post_held", target=note.ap_id, details={"author": author.ap_id, "excerpt": excerpt})
+
+
 async def thread_of(group: Actor, parent: Note) -> GroupPost | None:
     return await GroupPost.filter(group_id=group.id, note_id=parent.id).first()
 
@@ -119,6 +144,53 @@ async def announce(deps: Deps, group: Actor, post: GroupPost, note: Note, activi
         ids.append(announce_id)
     post.announce_ids = [*post.announce_ids, *ids]
     await post.save(update_fields=["announce_ids"])
+
+
+def undo_boost(group: Actor, post: GroupPost, note_ap_id: str) -> JSON | None:
+    """`Undo{Announce}` of the group's Mastodon-form boost of a post (None: it was never boosted)."""
+    if not post.announce_ids:
+        return None
+    announce_id = post.announce_ids[0]
+    return builders.undo(
+        id=f"{announce_id}#undo",
+        actor=group.ap_id,
+        object={"id": announce_id, "type": "Announce", "actor": group.ap_id, "object": note_ap_id},
+        to=[PUBLIC],
+    )
+
+
+async def relay_author_change(deps: Deps, note: Note, activity: JSON, *, as_received: bool) -> None:
+    """A remote author edited (`Update`) or deleted (`Delete`) a post our groups carry: each group
+    tells its audience, as Lemmy's communities do (FEP-1b12).
+
+    Call it before the note is deleted. `as_received`: the activity came signed by its author, so
+    it is announced as is (`Announce{Update|Delete}`, what Lemmy/Mbin/PieFed apply); a relayed copy
+    is not (receivers could not trust it). For a Delete, Mastodon-family receivers also get the
+    `Undo{Announce}` of the group's boost, so the post leaves their timelines.
+    """
+    carried = GroupPost.filter(note_id=note.id, group__local=True, state="accepted")
+    for post in await carried.select_related("group"):
+        group = post.group
+        recipients = [a for a in await audience(group, members_only=post.members_only) if not a.local]
+        if post.members_only:
+            to, cc = [members_url(group)], []
+        else:
+            to, cc = [PUBLIC], [group.followers_url or f"{group.ap_id}/followers"]
+        if as_received:
+            body: JSON = {
+                "@context": AS_CONTEXT,
+                "id": f"{group.ap_id}/activities/{new_token()}",
+                "type": "Announce",
+                "actor": group.ap_id,
+                "published": builders.iso(deps.clock()),
+                "to": to,
+                "cc": cc,
+                "audience": group.ap_id,
+                "object": activity,
+            }
+            await record_outgoing(deps, actor=group, activity=body, recipients=recipients)
+        if get_type(activity) == "Delete" and (undo := undo_boost(group, post, note.ap_id)) is not None:
+            await record_outgoing(deps, actor=group, activity=undo, recipients=recipients)
 
 
 # --- local members post -----------------------------------------------------------------------------
@@ -176,6 +248,7 @@ async def publish_in_group(
     thread = await _check_parent(group, parent)
     if thread is not None:
         members_only = thread.members_only
+    held = group.local and await waits_for_review(group, settings, author)
     name = None
     if parent is None:
         name = truncate(title.strip(), MAX_TITLE) if title.strip() else title_from(source, group)
@@ -219,8 +292,12 @@ async def publish_in_group(
                 members_only=members_only,
                 thread_root=(thread.thread_root or parent.ap_id) if thread and parent else None,
                 activity=create,
+                state="held" if held else "accepted",
             )
-            await announce(deps, group, post, note, create)
+            if held:
+                await _hold(group, author, note)
+            else:
+                await announce(deps, group, post, note, create)
     return note
 
 
@@ -314,6 +391,7 @@ async def _accept_one(
     if why is not None:
         await _refuse(group, author, document, why)
         return False
+    held = await waits_for_review(group, settings, author)
     async with in_transaction():
         note = await store_remote_note(deps, author, document)
         if note is None:
@@ -328,9 +406,12 @@ async def _accept_one(
                 "members_only": members_only or (thread.members_only if thread else False),
                 "thread_root": (thread.thread_root or note.in_reply_to) if thread else None,
                 "activity": activity if trusted_activity else None,
+                "state": "held" if held else "accepted",
             },
         )
-        if created:
+        if created and held:
+            await _hold(group, author, note)
+        elif created:
             await announce(deps, group, post, note, post.activity)
     return True
 

@@ -12,7 +12,11 @@ from datetime import datetime
 from typing import Final
 from xml.sax.saxutils import escape
 
+import orjson
+from tortoise import connections
+
 from fediverse_net.activitypub.sanitize import plain_text, truncate
+from fediverse_net.db import group_search
 from fediverse_net.db.models import Actor, Follow, Group, GroupPost, JoinQuestion, Membership, Note
 from fediverse_net.deps import Deps
 from fediverse_net.services.errors import Forbidden, NotFound
@@ -92,6 +96,7 @@ async def group_page(handle: str, actor: Actor | None) -> GroupPage:
     if viewer.is_moderator:
         pending = await Membership.filter(group_id=group.id, state="pending").count()
         pending += await Follow.filter(followee_id=group.id, state="pending").count()
+        pending += await GroupPost.filter(group_id=group.id, state="held").count()
     return GroupPage(
         group=group,
         settings=settings,
@@ -141,10 +146,23 @@ async def require_moderator_view(handle: str, actor: Actor | None) -> GroupPage:
     return page
 
 
+async def require_admin_view(handle: str, actor: Actor | None) -> GroupPage:
+    page = await group_page(handle, actor)
+    if not page.viewer.is_admin:
+        raise Forbidden("Only the group's admins can do this.")
+    return page
+
+
 async def pending_follows(group: Actor) -> list[Follow]:
     return list(
         await Follow.filter(followee_id=group.id, state="pending").select_related("follower").order_by("id")
     )
+
+
+async def held_posts(group: Actor) -> list[GroupPost]:
+    """Posts waiting for a moderator's review, oldest first."""
+    query = GroupPost.filter(group_id=group.id, state="held").select_related("note__author")
+    return list(await query.order_by("id").limit(MAX_THREADS))
 
 
 async def banned(group: Actor) -> list[Membership]:
@@ -162,31 +180,78 @@ async def note_of(note_id: int) -> Note:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedGroup:
+    """What the directory shows of a group's actor (the attributes of `Actor` it reads)."""
+
+    ap_id: str
+    username: str
+    domain: str
+    name: str
+    url: str | None
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListedSettings:
+    """What the directory shows of a group's settings (the attributes of `Group` it reads)."""
+
+    tags: list[str]
+    city: str
+    area: str
+    join_mode: str
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryEntry:
-    group: Actor
-    settings: Group
+    group: ListedGroup
+    settings: ListedSettings
     members: int
 
 
+def _tags(raw: object) -> list[str]:
+    value = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    return [str(tag) for tag in value] if isinstance(value, list) else []
+
+
 async def directory(text: str = "", tag: str = "", city: str = "") -> list[DirectoryEntry]:
-    """Public groups matching all given filters (text in name/description, a tag, a city)."""
-    query = Group.filter(visibility="public", actor__deleted_at=None, actor__suspended=False)
-    if city.strip():
-        query = query.filter(city__icontains=city.strip()[:128])
-    rows = await query.select_related("actor").order_by("actor__name").limit(500)
+    """Public groups matching all given filters, by name (at most 200).
+
+    `text` anywhere in the name, handle or description and `city` anywhere in the city, both
+    case-insensitive; `tag` one of the group's tags. The matching runs on the trigram index
+    `group_search` (db/group_search.py), so every group is searched, not a first slice. One
+    query reads only the columns shown (a page of full models cost more than the search).
+    """
     words = text.strip().lower()[:200]
     wanted_tag = tag.strip().lstrip("#").lower()[:40]
-    found = []
-    for row in rows:
-        haystack = f"{row.actor.name} {row.actor.username} {row.description}".lower()
-        if words and words not in haystack:
-            continue
-        if wanted_tag and wanted_tag not in row.tags:
-            continue
-        found.append(DirectoryEntry(group=row.actor, settings=row, members=await member_count(row.actor)))
-        if len(found) >= MAX_LISTED:
-            break
-    return found
+    if "|" in wanted_tag:  # the index separates tags with '|'; no tag contains one (TAG_RE)
+        return []
+    rows = await group_search.listed_groups(
+        connections.get("default"),
+        text=words,
+        city=city.strip().lower()[:128],
+        tag=wanted_tag,
+        limit=MAX_LISTED,
+    )
+    return [
+        DirectoryEntry(
+            group=ListedGroup(
+                ap_id=str(row["ap_id"]),
+                username=str(row["username"]),
+                domain=str(row["domain"]),
+                name=str(row["name"] or ""),
+                url=row["url"],
+                summary=str(row["summary"] or ""),
+            ),
+            settings=ListedSettings(
+                tags=_tags(row["tags"]),
+                city=str(row["city"]),
+                area=str(row["area"]),
+                join_mode=str(row["join_mode"]),
+            ),
+            members=int(row["members"]),
+        )
+        for row in rows
+    ]
 
 
 def directory_json(entries: list[DirectoryEntry]) -> list[dict[str, object]]:

@@ -48,18 +48,27 @@ HANDLERS: Final[Mapping[str, Handler]] = {
 }
 
 
-async def process_inbox_item(deps: Deps, item: InboxItem) -> None:
-    """Apply one stored activity. Raises on transient failure (the worker retries)."""
+async def process_inbox_item(deps: Deps, item: InboxItem, batch: context.Batch | None = None) -> None:
+    """Apply one stored activity. Raises on transient failure (the worker retries).
+
+    `batch`: what the worker preloaded for the items claimed together (context.preload).
+    """
     handler = HANDLERS.get(get_type(item.payload) or "")
     if handler is None:
         event(log, "inbox ignored", activity=item.activity_id, type=item.type)
         return
-    incoming = await context.load(deps, item)
+    incoming = await context.load(deps, item, batch)
     if incoming is None:
-        event(log, "inbox dropped", activity=item.activity_id, reason="actor unavailable")
+        event(log, "inbox dropped", activity=item.activity_id, reason="actor unavailable or suspended")
         return
     # Blocks and domain policies apply to every IRI the activity touches (security matrix row 36).
-    refused = await moderation.inbound_refused(deps, incoming.actor, incoming.activity, item.recipient)
+    refused = await moderation.inbound_refused(
+        deps,
+        incoming.actor,
+        incoming.activity,
+        item.recipient,
+        blocks_exist=batch.blocks_exist if batch is not None else None,
+    )
     if refused is not None:
         event(log, "inbox dropped", activity=item.activity_id, reason=refused)
         return

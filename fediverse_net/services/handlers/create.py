@@ -63,10 +63,20 @@ async def is_relevant(inc: Incoming, document: JSON) -> bool:
     local_ids = [a for a in audience + [m for m in mentions if m] if inc.is_local_id(a)]
     if local_ids and await Actor.filter(ap_id__in=local_ids[:100], local=True).exists():
         return True
-    if await Follow.filter(followee=inc.actor, follower__local=True, state="accepted").exists():
+    followed = inc.batch.followed.get(inc.actor.ap_id) if inc.batch is not None else None
+    if followed is None:
+        followed = await Follow.filter(followee=inc.actor, follower__local=True, state="accepted").exists()
+    if followed:
         return True
     parent = get_id(document.get("inReplyTo"))
     return bool(parent and inc.is_local_id(parent) and await Note.filter(ap_id=parent, local=True).exists())
+
+
+async def _tombstoned(inc: Incoming, ap_id: str) -> bool:
+    known = inc.batch.tombstoned if inc.batch is not None else None
+    if known is not None and ap_id in known:
+        return known[ap_id]
+    return await Tombstone.filter(ap_id=ap_id).exists()
 
 
 async def handle(inc: Incoming) -> None:
@@ -77,7 +87,7 @@ async def handle(inc: Incoming) -> None:
         return
     if get_id(document.get("attributedTo")) != inc.actor.ap_id:
         return
-    if await Tombstone.filter(ap_id=document["id"]).exists():
+    if await _tombstoned(inc, document["id"]):
         return
     if len(named_actors(inc.activity, document)) > HELLTHREAD_THRESHOLD:
         return  # hellthread: dropped, not stored (security matrix row C25)

@@ -11,6 +11,7 @@ from tortoise.transactions import in_transaction
 from fediverse_net.activitypub.parse import get_id, same_origin
 from fediverse_net.db.models import Note, Tombstone
 from fediverse_net.services.groups.moderation import remote_moderation
+from fediverse_net.services.groups.posting import relay_author_change
 from fediverse_net.services.handlers.context import Incoming
 from fediverse_net.services.remote_actors import mark_gone
 
@@ -31,6 +32,10 @@ async def handle(inc: Incoming) -> None:
             await mark_gone(inc.actor, inc.deps.clock())
         return
     async with in_transaction():
-        await Note.filter(ap_id=object_id, author=inc.actor).delete()
+        note = await Note.filter(ap_id=object_id, author=inc.actor).first()
+        if note is not None:
+            # Our groups carrying it tell their audience first (FEP-1b12 Announce{Delete}).
+            await relay_author_change(inc.deps, note, inc.activity, as_received=True)
+            await note.delete()
         if not await Tombstone.filter(ap_id=object_id).exists():
             await Tombstone.create(ap_id=object_id, former_type="Note")

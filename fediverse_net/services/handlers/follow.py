@@ -13,8 +13,11 @@ from fediverse_net.services.moderation import needs_approval
 
 
 async def handle(inc: Incoming) -> None:
-    target_id = get_id(inc.activity.get("object"))
-    target = await Actor.filter(ap_id=target_id or "", local=True, deleted_at=None).first()
+    target_id = get_id(inc.activity.get("object")) or ""
+    if inc.batch is not None and target_id in inc.batch.local_targets:
+        target = inc.batch.local_targets[target_id]  # read once for the worker's whole batch
+    else:
+        target = await Actor.filter(ap_id=target_id, local=True, deleted_at=None).first()
     if target is None or target.id == inc.actor.id:
         return
     follower = inc.actor

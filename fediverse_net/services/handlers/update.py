@@ -6,6 +6,7 @@ from fediverse_net.activitypub.actors import parse_actor
 from fediverse_net.activitypub.errors import ProtocolError
 from fediverse_net.activitypub.parse import get_id, get_type
 from fediverse_net.activitypub.vocab import ACTOR_TYPES
+from fediverse_net.services.groups.posting import relay_author_change
 from fediverse_net.services.handlers.context import Incoming
 from fediverse_net.services.handlers.create import trusted_object
 from fediverse_net.services.notes import NOTE_TYPES, update_remote_note
@@ -33,4 +34,7 @@ async def handle(inc: Incoming) -> None:
         and get_type(document) in NOTE_TYPES
         and get_id(document.get("attributedTo")) == inc.actor.ap_id
     ):
-        await update_remote_note(inc.actor, document)
+        note = await update_remote_note(inc.actor, document)
+        if note is not None and not inc.item.refetch:
+            # Our groups carrying it pass the edit on (FEP-1b12 Announce{Update}).
+            await relay_author_change(inc.deps, note, inc.activity, as_received=True)
