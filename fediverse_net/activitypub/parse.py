@@ -126,6 +126,7 @@ def same_origin(a: str, b: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)  # actor ids repeat for every activity they send (benchmark B3)
 def host_of(url: str) -> str:
     """host[:port] as it appears in handles (`netloc` without userinfo), lower-cased."""
     parts = urlsplit(url)

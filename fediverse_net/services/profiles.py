@@ -137,6 +137,7 @@ class ProfileInput:
     interests: str = ""  # comma-separated
     avatar_url: str = ""
     discoverable: bool = False
+    indexable: bool = False  # public posts may be indexed by search (Mastodon's `indexable`)
     manually_approves_followers: bool = False
     avatar_upload: bytes | None = None  # an uploaded picture; replaces `avatar_url` when given
 
@@ -151,6 +152,7 @@ def profile_input(account: Account) -> ProfileInput:
         interests=", ".join(account.interests or []),
         avatar_url=actor.avatar_url or "",
         discoverable=actor.discoverable,
+        indexable=actor.indexable,
         manually_approves_followers=actor.manually_approves_followers,
     )
 
@@ -240,6 +242,7 @@ async def _save_profile(deps: Deps, account: Account, form: ProfileInput, change
     actor.summary = changes.summary
     actor.avatar_url = changes.avatar_url
     actor.discoverable = form.discoverable
+    actor.indexable = form.indexable
     actor.manually_approves_followers = form.manually_approves_followers
     actor.document = document
     account.interests = changes.interests
@@ -250,6 +253,7 @@ async def _save_profile(deps: Deps, account: Account, form: ProfileInput, change
                 "summary",
                 "avatar_url",
                 "discoverable",
+                "indexable",
                 "manually_approves_followers",
                 "document",
                 "updated_at",

@@ -23,7 +23,7 @@ from fediverse_net.web.forms import field, flash, read_form
 from fediverse_net.web.groups import group_input, handle_of, home_of, require_account, see_other, viewer_of
 from fediverse_net.web.media import read_upload_form
 from fediverse_net.web.social import limited
-from fediverse_net.web.templating import error_page, html_errors, render
+from fediverse_net.web.templating import error_page, handle_text, html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
 MEMBER_ACTIONS: Final = ("ban", "unban", "admin", "moderator", "member")
@@ -142,7 +142,7 @@ async def decide(request: Request) -> Response:
         flash(request, "The request is approved.")
     elif decision == "reject":
         person = await membership.reject(deps, group, account.actor, row_id, field(form, "reason"))
-        flash(request, f"You declined the request from @{person.acct}.")
+        flash(request, f"You declined the request from {handle_text(person)}.")
     elif decision == "vouch":
         try:
             done = await membership.vouch(deps, group, account.actor, row_id)
@@ -222,13 +222,13 @@ async def member_action(request: Request) -> Response:
     try:
         if action == "ban":
             await moderation.ban(deps, group, account.actor, person, field(form, "reason"))
-            flash(request, f"@{person.acct} is banned from the group.")
+            flash(request, f"{handle_text(person)} is banned from the group.")
         elif action == "unban":
             await moderation.unban(deps, group, account.actor, person)
-            flash(request, f"@{person.acct} is no longer banned.")
+            flash(request, f"{handle_text(person)} is no longer banned.")
         else:
             await membership.set_role(group, account.actor, row.id, action)
-            flash(request, f"@{person.acct} is now {'an' if action == 'admin' else 'a'} {action}.")
+            flash(request, f"{handle_text(person)} is now {'an' if action == 'admin' else 'a'} {action}.")
     except (NotFound, Forbidden):
         raise
     except ServiceError as exc:
@@ -251,7 +251,7 @@ async def invite(request: Request) -> Response:
     except ServiceError as exc:
         flash(request, str(exc))
         return see_other(f"{home_of(group.username)}/members")
-    flash(request, f"@{person.acct} is invited.")
+    flash(request, f"{handle_text(person)} is invited.")
     return see_other(f"{home_of(group.username)}/members")
 
 

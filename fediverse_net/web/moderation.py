@@ -13,12 +13,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from fediverse_net.activitypub.clock import ClockEstimate
-from fediverse_net.activitypub.handles import display_handle
 from fediverse_net.db.models import Account, Actor
 from fediverse_net.services import blocks, instance_admin, ratelimit, reports
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
 from fediverse_net.web.forms import current_account, field, flash, read_form
-from fediverse_net.web.templating import html_errors, render
+from fediverse_net.web.templating import handle_text, html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
 
@@ -65,12 +64,6 @@ async def _member(request: Request) -> Account:
     return account
 
 
-def _acct(actor: Actor) -> str:
-    """The handle for a flash message: IDN as punycode, no raw bidi/zero-width characters (C28)."""
-    shown = display_handle(actor.username, actor.domain)
-    return shown.text + (" ⚠" if shown.unusual else "")
-
-
 def _clock_warning(request: Request) -> ClockEstimate | None:
     """The clock estimate when our clock is off (F15): the admin pages show it as a warning."""
     client = deps_of(request).client
@@ -108,7 +101,7 @@ async def block(request: Request) -> Response:
             if target is None:
                 raise NotFound("That account does not exist any more.")
             await blocks.block_actor(deps, account.actor, target, kind)
-            what = _acct(target)
+            what = handle_text(target)
     except NotFound:
         raise
     except ServiceError as exc:

@@ -145,6 +145,7 @@ async def settings_profile(request: Request) -> Response:
         interests=field(form, "interests"),
         avatar_url=field(form, "avatar_url"),
         discoverable=field(form, "discoverable") == "yes",
+        indexable=field(form, "indexable") == "yes",
         manually_approves_followers=field(form, "manually_approves_followers") == "yes",
         avatar_upload=upload,
     )

@@ -15,12 +15,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from fediverse_net.activitypub.vocab import wants_activitypub
-from fediverse_net.db.models import Account, Actor
+from fediverse_net.db.models import Account
 from fediverse_net.services import blocks, profiles, ratelimit, timeline
 from fediverse_net.services.errors import Forbidden, NotFound, ServiceError
 from fediverse_net.web import moderation, pages
 from fediverse_net.web.forms import current_account, field, flash, logout, read_form
-from fediverse_net.web.templating import error_page, html_errors, render
+from fediverse_net.web.templating import error_page, handle_text, html_errors, render
 from fediverse_net.web.wellknown import deps_of
 
 NOTE_PAGE: Final = re.compile(r"/@([a-z0-9_]{1,64})/notes/([0-9a-f]{1,64})")
@@ -188,10 +188,6 @@ async def authorize_interaction(request: Request) -> Response:
     return await _card_page(request, request.query_params.get("uri", ""), title="Follow")
 
 
-def _acct(actor: Actor) -> str:
-    return f"@{actor.acct}"
-
-
 @html_errors
 async def follow(request: Request) -> Response:
     """POST `/follow` with `actor_id`: send a follow request."""
@@ -205,7 +201,7 @@ async def follow(request: Request) -> Response:
     except ServiceError as exc:
         flash(request, str(exc))
         return _see_other(back)
-    flash(request, f"Follow request sent to {_acct(target)}.")
+    flash(request, f"Follow request sent to {handle_text(target)}.")
     return _see_other(back)
 
 
@@ -223,9 +219,9 @@ async def unfollow(request: Request) -> Response:
         flash(request, str(exc))
         return _see_other(back)
     if was_request:
-        flash(request, f"Your follow request to {_acct(target)} is withdrawn.")
+        flash(request, f"Your follow request to {handle_text(target)} is withdrawn.")
     else:
-        flash(request, f"You no longer follow {_acct(target)}.")
+        flash(request, f"You no longer follow {handle_text(target)}.")
     return _see_other(back)
 
 
@@ -267,9 +263,9 @@ async def decide(request: Request) -> Response:
         deps_of(request), account.actor, request.path_params["follow_id"], decision
     )
     messages = {
-        "approve": f"{_acct(follower)} now follows you.",
-        "decline": f"You declined the request from {_acct(follower)}.",
-        "remove": f"{_acct(follower)} no longer follows you.",
+        "approve": f"{handle_text(follower)} now follows you.",
+        "decline": f"You declined the request from {handle_text(follower)}.",
+        "remove": f"{handle_text(follower)} no longer follows you.",
     }
     flash(request, messages[decision])
     return _see_other("/settings/followers")

@@ -67,7 +67,7 @@ def _handle(actor: Any) -> Markup:
     return Markup("{}").format(shown.text)
 
 
-def _handle_text(actor: Any) -> str:
+def handle_text(actor: Any) -> str:
     """The same as plain text (for attributes and sentences): `@user@host`, `⚠` when unusual."""
     shown = display_handle(actor.username, actor.domain)
     return shown.text + (" ⚠" if shown.unusual else "")
@@ -88,7 +88,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = _datetime
     env.filters["http_url"] = _http_url
     env.filters["handle"] = _handle
-    env.filters["handle_text"] = _handle_text
+    env.filters["handle_text"] = handle_text
     env.filters["username"] = display_username
     return env
 

@@ -10,7 +10,6 @@ import pytest
 
 from fediverse_net.activitypub.signatures import sign_request
 from fediverse_net.db.models import Actor, Follow
-from fediverse_net.services import actor_documents
 from tests.safety.test_matrix import follow_of
 from tests.web.test_social import post_form
 
@@ -67,7 +66,7 @@ async def test_lists_of_a_discoverable_member_are_shown(
     assert following["totalItems"] == 0 and "first" in following
 
 
-async def test_actor_document_reflects_discoverable_and_indexable(client, alice, browsers, deps):
+async def test_actor_document_reflects_discoverable_and_indexable(client, alice, browsers):
     doc = (await client.get("/users/alice", headers=AP)).json()
     assert doc["discoverable"] is False and doc["indexable"] is False
     browser = await browsers("alice")
@@ -80,10 +79,17 @@ async def test_actor_document_reflects_discoverable_and_indexable(client, alice,
     assert response.status_code == 303, response.text
     doc = (await client.get("/users/alice", headers=AP)).json()
     assert doc["discoverable"] is True and doc["indexable"] is False
-    await Actor.filter(id=alice.id).update(indexable=True)  # no form field: set by hand
-    actor_documents.forget_document(deps, alice)
+    assert 'name="robots" content="noindex"' in (await client.get("/@alice")).text
+    response = await post_form(
+        browser,
+        "/settings/profile",
+        {"display_name": "Alice", "bio": "", "interests": "", "avatar_url": "", "indexable": "yes"},
+        token_page="/settings/profile",
+    )
+    assert response.status_code == 303, response.text
     doc = (await client.get("/users/alice", headers=AP)).json()
-    assert doc["indexable"] is True
+    assert doc["indexable"] is True and doc["discoverable"] is False
+    assert "noindex" not in (await client.get("/@alice")).text  # search engines may index it now
     # Unticking the box hides the profile again.
     await post_form(
         browser,
