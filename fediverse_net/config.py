@@ -28,6 +28,7 @@ RATE_SETTINGS = (
     "rate_limit_inbox",
     "rate_limit_inbox_failures",
     "rate_limit_remote_follows",
+    "rate_limit_remote_joins",
 )
 _RATE_RE = re.compile(r"\s*\d{1,9}\s*/\s*(?:[1-9]\d{0,8})?\s*[smhd]?\s*")
 
@@ -93,6 +94,7 @@ class Settings:
     rate_limit_inbox: str = "1200/5m"  # inbox POSTs per IP
     rate_limit_inbox_failures: str = "30/5m"  # rejected (401) inbox POSTs per IP before 429
     rate_limit_remote_follows: str = "30/1m"  # Follow activities per remote domain
+    rate_limit_remote_joins: str = "30/1m"  # Join activities (group membership requests) per remote domain
     send_blocks: bool = True  # deliver Block to the blocked remote actor (Mastodon does)
     # Uploaded pictures (services/media.py): where they are kept (default <data dir>/media) and the
     # largest accepted upload in bytes (413 above it).

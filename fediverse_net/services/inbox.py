@@ -34,6 +34,12 @@ log = logging.getLogger("fediverse_net.federation")
 # refetch the object from its origin instead of trusting the body (protocol §3.7).
 REFETCHABLE = frozenset({"Create", "Update", "Delete", "Announce"})
 
+# Follow and join spam: a budget per remote domain (settings name, what the 429 says).
+PER_DOMAIN_BUDGETS: Final = {
+    "Follow": ("rate_limit_remote_follows", "follow requests"),
+    "Join": ("rate_limit_remote_joins", "join requests"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -86,8 +92,8 @@ async def accept_inbox_request(deps: Deps, parts: RequestParts, *, recipient: st
     # A forwarder chose the id and the actor itself: it must never occupy the real activity's
     # id in the dedupe index, or a later genuine copy would be dropped as a duplicate.
     stored_id = f"{activity_id}#forwarded-by:{verified.owner}"[:512] if refetch else activity_id
-    if kind == "Follow":  # follow spam: a budget per remote domain (ratelimit.RateLimited → 429)
-        ratelimit.check(deps, "rate_limit_remote_follows", host_of(actor_id), what="follow requests")
+    if (budget := PER_DOMAIN_BUDGETS.get(kind)) is not None:  # ratelimit.RateLimited → 429
+        ratelimit.check(deps, budget[0], host_of(actor_id), what=budget[1])
     await _note_contact(deps, actor_id)
     row = NewItem(stored_id, actor_id, kind[:32], activity, recipient, refetch)
     # Answered only once the row is committed (group commit: one statement for many requests).
@@ -138,7 +144,7 @@ class InboxWriter:
     MAX_ROWS = 64
     WINDOW = 0.002  # seconds a batch may wait for company after its first row
     PARALLEL = 2
-    GATHER_IDLE_TURNS = 2  # loop turns without a new row that end the gathering
+    GATHER_IDLE_TURNS = 6  # loop turns without a new row that end the gathering
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import logging
@@ -10,6 +11,7 @@ from base64 import b64encode
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import Request
@@ -262,7 +264,10 @@ class InboxFastPath:
             handler = self._handler_for(exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request, exc)
+            else:  # as Starlette runs a plain function handler
+                response = await run_in_threadpool(handler, request, exc)
             exc.__traceback__ = None  # as Starlette: reused exceptions must not pile up frames
         await response(scope, receive, send)
 

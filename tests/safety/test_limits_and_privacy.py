@@ -13,7 +13,8 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from fediverse_net.activitypub.signatures import sign_request
-from fediverse_net.db.models import Follow, InboxItem, Note
+from fediverse_net.db.models import Follow, InboxItem, Membership, Note
+from fediverse_net.services.groups.core import GroupInput, create_group
 from fediverse_net.services.ratelimit import Rate, RateLimiter
 from tests.web.test_social import post_form
 
@@ -31,6 +32,7 @@ def settings(settings):
         rate_limit_inbox="40/5m",
         rate_limit_inbox_failures="5/5m",
         rate_limit_remote_follows="3/1m",
+        rate_limit_remote_joins="2/1m",
     )
 
 
@@ -129,6 +131,21 @@ async def test_E35_follow_spam_per_remote_domain_is_limited(client, fediverse, a
         follow = {"id": fediverse.new_id(actor), "type": "Follow", "actor": actor.id, "object": ALICE}
         statuses.append((await fediverse.post_signed(client, "/inbox", follow, as_actor=actor)).status_code)
     assert statuses == [202, 202, 202, 429, 429]
+
+
+async def test_E35_join_spam_per_remote_domain_is_limited(client, fediverse, alice, settings, run_workers):
+    group = await create_group(settings, "hikers", alice, GroupInput(name="Hikers"))
+    statuses = []
+    for i in range(4):
+        actor = fediverse.add_actor(f"j{i}", "joins.example")
+        join = {"id": fediverse.new_id(actor), "type": "Join", "actor": actor.id, "object": group.ap_id}
+        statuses.append((await fediverse.post_signed(client, "/inbox", join, as_actor=actor)).status_code)
+    other = fediverse.add_actor("fine", "elsewhere.example")
+    join = {"id": fediverse.new_id(other), "type": "Join", "actor": other.id, "object": group.ap_id}
+    statuses.append((await fediverse.post_signed(client, "/inbox", join, as_actor=other)).status_code)
+    assert statuses == [202, 202, 429, 429, 202]  # one domain's budget, not everyone's
+    await run_workers()
+    assert await Membership.filter(group=group).count() == 1 + 3  # the owner, two from joins.example, one
 
 
 async def test_no_contact_detail_in_actor_documents(client, alice, browsers):
