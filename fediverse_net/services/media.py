@@ -35,14 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from PIL import Image, ImageOps, UnidentifiedImageError
 from tortoise.expressions import Q
 
 from fediverse_net.config import Settings
 from fediverse_net.db.models import Actor
 from fediverse_net.services.errors import ServiceError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "GIF", "WEBP")
 # Pillow names a JPEG with a second image inside (MPF: HDR gain maps of recent phones, stereo
@@ -96,6 +98,10 @@ class Picture:
 
 
 def _open(data: bytes) -> Image.Image:
+    # Pillow is imported on the first upload, not at start: it adds several MiB to every
+    # process's memory (benchmark B10), and most processes never decode a picture.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         # `formats` limits identification to these four plugins: an SVG, HTML or any other
         # format Pillow could read is refused here, whatever its name says.
@@ -145,6 +151,8 @@ def _to_srgb(image: Image.Image, icc: object) -> Image.Image:
 
 
 def _clean(data: bytes, max_size: tuple[int, int]) -> Picture:
+    from PIL import Image, ImageOps
+
     image = _open(data)
     _check_dimensions(image)
     icc = image.info.get("icc_profile")
