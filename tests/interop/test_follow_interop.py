@@ -57,9 +57,15 @@ def knock(request: pytest.FixtureRequest) -> str:
 def verified_by_us(server: ServerProcess, activity_id: str, scheme: str) -> None:
     """Our inbox accepted the peer's activity, verifying its signature with `scheme` on the first
     knock (Fedify would otherwise have retried with the other scheme)."""
-    entry = inbox_accepted(server).get(activity_id)
-    assert entry is not None, f"{activity_id} not accepted by our inbox"
-    assert entry["scheme"] == scheme, entry
+    # Log lines reach the file at the end of the server's event-loop turn (logs.py batches them),
+    # so the peer may see our 202 a moment before the line is there: wait for it.
+    entry = eventually(
+        lambda: inbox_accepted(server).get(activity_id),
+        lambda found: found is not None,
+        f"{activity_id} accepted by our inbox",
+        timeout=5.0,
+    )
+    assert entry is not None and entry["scheme"] == scheme, entry
 
 
 def verified_by_fedify(event: dict[str, Any], signer: str) -> None:
