@@ -52,8 +52,13 @@ def csrf_ok(request: Request, submitted: object) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-async def _capped_body(request: Request, limit: int) -> bytes:
-    too_large = FormRejected(413, "This form is too large to be sent. Please shorten what you wrote.")
+TOO_LARGE: Final = "This form is too large to be sent. Please shorten what you wrote."
+
+
+async def capped_body(request: Request, limit: int, too_large: Exception | None = None) -> bytes:
+    """The request body, refused (`too_large`, by default a 413 FormRejected) over `limit` bytes,
+    whatever Content-Length claimed."""
+    too_large = too_large or FormRejected(413, TOO_LARGE)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -67,7 +72,8 @@ async def _capped_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse(request: Request, body: bytes) -> FormData:
+async def parse_form(request: Request, body: bytes, *, max_files: int = 0) -> FormData:
+    """`body` (already read and capped) parsed as the request's form; 400 when it is not one."""
     sent = False
 
     async def replay() -> Message:
@@ -78,7 +84,7 @@ async def _parse(request: Request, body: bytes) -> FormData:
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        return await Request(request.scope, replay).form(max_files=0, max_fields=MAX_FIELDS)
+        return await Request(request.scope, replay).form(max_files=max_files, max_fields=MAX_FIELDS)
     except HTTPException as exc:
         raise FormRejected(400, "This form could not be read. Please try again.") from exc
 
@@ -95,7 +101,7 @@ async def read_form(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _FORM_TYPES:
         raise FormRejected(400, "This page expects a form.")
-    form = await _parse(request, await _capped_body(request, max_bytes))
+    form = await parse_form(request, await capped_body(request, max_bytes))
     if not csrf_ok(request, form.get(CSRF_FIELD)):
         raise FormRejected(403, "This form expired, please try again.")
     for name, value in form.multi_items():

@@ -16,14 +16,19 @@ from __future__ import annotations
 from typing import Final
 
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.types import Message
 
 from fediverse_net.services import media
-from fediverse_net.services.media import MediaRejected
-from fediverse_net.web.forms import CSRF_FIELD, MAX_FIELDS, MAX_FORM_BYTES, FormRejected, csrf_ok, read_form
+from fediverse_net.web.forms import (
+    CSRF_FIELD,
+    MAX_FORM_BYTES,
+    FormRejected,
+    capped_body,
+    csrf_ok,
+    parse_form,
+    read_form,
+)
 from fediverse_net.web.wellknown import deps_of
 
 CACHE_FOREVER: Final = "public, max-age=31536000, immutable"
@@ -37,36 +42,6 @@ async def serve(request: Request) -> Response:
         return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
     headers = {"Cache-Control": CACHE_FOREVER, "X-Content-Type-Options": "nosniff"}
     return FileResponse(path, media_type=media.CONTENT_TYPE, headers=headers)
-
-
-async def _capped_body(request: Request, limit: int, refusal: MediaRejected) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise refusal
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise refusal
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _parse_multipart(request: Request, body: bytes) -> FormData:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        return await Request(request.scope, replay).form(max_files=1, max_fields=MAX_FIELDS)
-    except HTTPException as exc:
-        raise FormRejected(400, "This form could not be read. Please try again.") from exc
 
 
 async def read_upload_form(
@@ -83,7 +58,8 @@ async def read_upload_form(
         return await read_form(request, max_field=max_field), None
     settings = deps_of(request).settings
     limit = settings.media_max_bytes + MAX_FORM_BYTES
-    form = await _parse_multipart(request, await _capped_body(request, limit, media.too_large(settings)))
+    body = await capped_body(request, limit, media.too_large(settings))
+    form = await parse_form(request, body, max_files=1)
     if not csrf_ok(request, form.get(CSRF_FIELD)):
         raise FormRejected(403, "This form expired, please try again.")
     upload: bytes | None = None

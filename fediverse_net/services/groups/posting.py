@@ -108,6 +108,21 @@ async def thread_of(group: Actor, parent: Note) -> GroupPost | None:
 # --- the group announces ----------------------------------------------------------------------------
 
 
+def _announce(deps: Deps, group: Actor, obj: Any, to: list[str], cc: list[str]) -> JSON:
+    """An `Announce` by the group (`audience` = the group) of an object id or an activity."""
+    return {
+        "@context": AS_CONTEXT,
+        "id": f"{group.ap_id}/activities/{new_token()}",
+        "type": "Announce",
+        "actor": group.ap_id,
+        "published": builders.iso(deps.clock()),
+        "to": to,
+        "cc": cc,
+        "audience": group.ap_id,
+        "object": obj,
+    }
+
+
 async def announce(deps: Deps, group: Actor, post: GroupPost, note: Note, activity: JSON | None) -> None:
     """Both Announce forms, by the group, to its remote followers and members (protocol §5.11).
 
@@ -128,20 +143,9 @@ async def announce(deps: Deps, group: Actor, post: GroupPost, note: Note, activi
     if activity is not None:
         forms.append(activity)
     for obj in forms:
-        announce_id = f"{group.ap_id}/activities/{new_token()}"
-        body: JSON = {
-            "@context": AS_CONTEXT,
-            "id": announce_id,
-            "type": "Announce",
-            "actor": group.ap_id,
-            "published": builders.iso(deps.clock()),
-            "to": to,
-            "cc": cc,
-            "audience": group.ap_id,
-            "object": obj,
-        }
+        body = _announce(deps, group, obj, to, cc)
         await record_outgoing(deps, actor=group, activity=body, recipients=recipients)
-        ids.append(announce_id)
+        ids.append(body["id"])
     post.announce_ids = [*post.announce_ids, *ids]
     await post.save(update_fields=["announce_ids"])
 
@@ -177,17 +181,7 @@ async def relay_author_change(deps: Deps, note: Note, activity: JSON, *, as_rece
         else:
             to, cc = [PUBLIC], [group.followers_url or f"{group.ap_id}/followers"]
         if as_received:
-            body: JSON = {
-                "@context": AS_CONTEXT,
-                "id": f"{group.ap_id}/activities/{new_token()}",
-                "type": "Announce",
-                "actor": group.ap_id,
-                "published": builders.iso(deps.clock()),
-                "to": to,
-                "cc": cc,
-                "audience": group.ap_id,
-                "object": activity,
-            }
+            body = _announce(deps, group, activity, to, cc)
             await record_outgoing(deps, actor=group, activity=body, recipients=recipients)
         if get_type(activity) == "Delete" and (undo := undo_boost(group, post, note.ap_id)) is not None:
             await record_outgoing(deps, actor=group, activity=undo, recipients=recipients)
