@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urldefrag
 
@@ -131,6 +131,11 @@ async def mark_gone(actor: Actor, now: Any) -> None:
         await Actor.filter(id=actor.id).update(deleted_at=now)
 
 
+def is_fresh(actor: Actor, now: datetime) -> bool:
+    """A stored remote actor recent enough to use without fetching it again (`STALE_AFTER`)."""
+    return actor.fetched_at is not None and now - actor.fetched_at < STALE_AFTER
+
+
 async def resolve_actor(deps: Deps, ap_id: str, *, refresh: bool = False) -> Actor:
     """A known actor from the DB (local or fresh remote), else fetched and stored.
 
@@ -141,12 +146,7 @@ async def resolve_actor(deps: Deps, ap_id: str, *, refresh: bool = False) -> Act
         if actor.deleted_at is not None:
             raise NotFound("that account was deleted")
         return actor
-    if (
-        actor is not None
-        and not refresh
-        and actor.fetched_at
-        and deps.clock() - actor.fetched_at < STALE_AFTER
-    ):
+    if actor is not None and not refresh and is_fresh(actor, deps.clock()):
         return actor
     if deps.urls.is_local(ap_id):
         raise NotFound("no such local actor")

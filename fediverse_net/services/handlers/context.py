@@ -10,7 +10,7 @@ from fediverse_net.db.models import Actor, ActorBlock, Follow, InboxItem, Tombst
 from fediverse_net.deps import Deps
 from fediverse_net.services.errors import NotFound
 from fediverse_net.services.moderation import ALLOWED_WHEN_SUSPENDED
-from fediverse_net.services.remote_actors import STALE_AFTER, resolve_actor
+from fediverse_net.services.remote_actors import is_fresh, resolve_actor
 
 # Activities after which the actor's row may have changed (profile, keys, deletion): the next
 # item of the same actor reads it again instead of using the batch's copy.
@@ -78,7 +78,7 @@ async def preload(deps: Deps, items: Iterable[InboxItem]) -> Batch:
     batch = Batch(blocks_exist=await ActorBlock.exists())
     if ids:
         for actor in await Actor.filter(ap_id__in=ids, deleted_at=None):
-            if actor.local or (actor.fetched_at is not None and now - actor.fetched_at < STALE_AFTER):
+            if actor.local or is_fresh(actor, now):
                 batch.actors[actor.ap_id] = actor
     targets = {
         target
